@@ -1,0 +1,1 @@
+//! Raft replication for Fulcrum (openraft over gRPC, RocksDB storage).
