@@ -1,6 +1,7 @@
 //! Fulcrum control plane: the Octavia object model as a replicated state machine, its
 //! validation rules, and the admin API services that turn requests into replicated commands.
 
+pub mod api;
 pub mod defaults;
 pub mod error;
 pub mod model;

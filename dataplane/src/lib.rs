@@ -1,1 +1,29 @@
 //! Fulcrum data plane.
+//!
+//! Takes a [`DataplaneConfig`] (pure data, derived elsewhere from the
+//! replicated Octavia model) and converges to it: binds listeners, proxies
+//! TCP and HTTP traffic to pool members with Octavia's balancing algorithms,
+//! evaluates L7 policies, runs health monitors and counts per-listener stats.
+//! Entry point: [`Dataplane`].
+
+pub mod config;
+mod dataplane;
+mod error;
+mod health;
+mod status;
+
+mod balancer;
+mod http;
+mod io;
+mod l7;
+mod listener;
+mod pool;
+mod proxy_protocol;
+mod tcp;
+mod udp;
+
+pub use config::*;
+pub use dataplane::{ApplyResult, Dataplane, ListenerChange};
+pub use error::DataplaneError;
+pub use health::HealthEvent;
+pub use status::{ListenerStats, OperatingStatus};

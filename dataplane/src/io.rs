@@ -1,0 +1,165 @@
+//! Stream wrappers that count bytes and record activity, and the idle watchdog.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::status::StatsCounters;
+
+/// Last time bytes moved on a connection, in milliseconds since it opened.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// Records activity now (for callers that move data themselves).
+    pub(crate) fn touch_now(&self) {
+        self.touch();
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> u64 {
+        self.last_ms.load(Ordering::Relaxed)
+    }
+
+    /// Completes once nothing has moved for `idle`; never if `idle` is zero.
+    pub(crate) async fn idle(&self, idle: Duration) {
+        if idle.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            let last = self.last();
+            let deadline = self.start + Duration::from_millis(last) + idle;
+            tokio::time::sleep_until(deadline.into()).await;
+            if self.last() == last {
+                return;
+            }
+        }
+    }
+}
+
+/// A stream that records activity and, for the client side, counts bytes
+/// into the listener's stats (reads are `bytes_in`, writes `bytes_out`).
+#[derive(Debug)]
+pub(crate) struct Metered<S> {
+    inner: S,
+    stats: Option<Arc<StatsCounters>>,
+    activity: Option<Arc<Activity>>,
+}
+
+impl<S> Metered<S> {
+    pub(crate) fn new(
+        inner: S,
+        stats: Option<Arc<StatsCounters>>,
+        activity: Option<Arc<Activity>>,
+    ) -> Self {
+        Self {
+            inner,
+            stats,
+            activity,
+        }
+    }
+
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            if let Some(s) = &self.stats {
+                s.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            if let Some(a) = &self.activity {
+                a.touch();
+            }
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = res {
+            if let Some(s) = &self.stats {
+                s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = res {
+            if let Some(s) = &self.stats {
+                s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Runs `fut` under `timeout` unless the timeout is zero ("no timeout").
+pub(crate) async fn maybe_timeout<F: std::future::Future>(
+    timeout: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    if timeout.is_zero() {
+        Ok(fut.await)
+    } else {
+        tokio::time::timeout(timeout, fut).await
+    }
+}
+
+/// Completes when the stop flag turns true or its sender goes away.
+pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let done = rx.wait_for(|s| *s).await.is_ok();
+    let _ = done;
+}

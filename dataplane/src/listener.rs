@@ -1,0 +1,123 @@
+//! Listener plumbing shared by the protocols: binding with `IP_FREEBIND`, the
+//! routing snapshot behind an `ArcSwap`, and connection admission.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, StatusCode};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::config::ListenerConfig;
+use crate::error::DataplaneError;
+use crate::http::HttpClient;
+use crate::l7::CompiledPolicy;
+use crate::pool::PoolRuntime;
+use crate::status::{ActiveGuard, StatsCounters};
+
+/// What a matching L7 policy does, resolved for the data path.
+#[derive(Debug)]
+pub(crate) enum RouteAction {
+    Reject,
+    Pool(Arc<PoolRuntime>),
+    RedirectUrl {
+        location: HeaderValue,
+        code: StatusCode,
+    },
+    RedirectPrefix {
+        prefix: String,
+        code: StatusCode,
+    },
+}
+
+/// The immutable routing snapshot of one listener. Replaced as a whole on
+/// reconfiguration; connections load it once (L4) or per request (L7).
+#[derive(Debug)]
+pub(crate) struct Routes {
+    pub(crate) config: ListenerConfig,
+    pub(crate) default_pool: Option<Arc<PoolRuntime>>,
+    pub(crate) policies: Vec<CompiledPolicy<RouteAction>>,
+    /// Pooled member connections (HTTP listeners), carried forward across
+    /// snapshots while the timeouts are unchanged.
+    pub(crate) client: Option<HttpClient>,
+    /// Precomputed `X-Forwarded-Port` value.
+    pub(crate) port_header: HeaderValue,
+}
+
+/// State shared between a listener's handle and its tasks.
+#[derive(Debug)]
+pub(crate) struct ListenerShared {
+    pub(crate) routes: ArcSwap<Routes>,
+    pub(crate) stats: Arc<StatsCounters>,
+}
+
+impl ListenerShared {
+    /// Decides whether a new connection from `peer` is served; returns the
+    /// guard that keeps it counted as active.
+    pub(crate) fn admit(&self, peer: SocketAddr) -> Option<(Arc<Routes>, ActiveGuard)> {
+        let routes = self.routes.load_full();
+        let cfg = &routes.config;
+        if !cfg.admin_state_up {
+            return None;
+        }
+        let ip = match peer.ip() {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        if !cfg.allowed_cidrs.is_empty() && !cfg.allowed_cidrs.iter().any(|n| n.contains(&ip)) {
+            tracing::debug!(listener = %cfg.id, %peer, "refused by allowed_cidrs");
+            self.stats.error();
+            return None;
+        }
+        if let Some(limit) = cfg.connection_limit {
+            let active = self
+                .stats
+                .active_connections
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if active >= u64::from(limit) {
+                tracing::debug!(listener = %cfg.id, %peer, limit, "refused by connection_limit");
+                self.stats.error();
+                return None;
+            }
+        }
+        let guard = self.stats.open();
+        Some((routes, guard))
+    }
+}
+
+fn socket_for(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    socket.set_reuse_address(true)?;
+    let freebind = if addr.is_ipv4() {
+        socket.set_freebind_v4(true)
+    } else {
+        socket.set_only_v6(true)?;
+        socket.set_freebind_v6(true)
+    };
+    if let Err(e) = freebind {
+        tracing::debug!(%addr, error = %e, "IP_FREEBIND not available");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// Binds a TCP listener with `IP_FREEBIND`, so the VIP need not be local yet.
+pub(crate) fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, DataplaneError> {
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = socket_for(addr, Type::STREAM, Protocol::TCP)?;
+        socket.listen(1024)?;
+        TcpListener::from_std(socket.into())
+    };
+    bind().map_err(|source| DataplaneError::Bind { addr, source })
+}
+
+/// Binds a UDP socket with `IP_FREEBIND`.
+pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, DataplaneError> {
+    let bind = || -> std::io::Result<UdpSocket> {
+        let socket = socket_for(addr, Type::DGRAM, Protocol::UDP)?;
+        UdpSocket::from_std(socket.into())
+    };
+    bind().map_err(|source| DataplaneError::Bind { addr, source })
+}

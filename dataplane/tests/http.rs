@@ -1,0 +1,406 @@
+//! L7 proxy, end to end: routing, actions, errors, headers, persistence.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use fulcrum_dataplane::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn http_pool(id: &str, backends: &[&HttpBackend]) -> PoolConfig {
+    pool(
+        id,
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        backends.iter().map(|b| member(&b.name, b.addr)).collect(),
+    )
+}
+
+fn rule(
+    rule_type: L7RuleType,
+    compare_type: L7CompareType,
+    key: Option<&str>,
+    value: &str,
+) -> L7RuleConfig {
+    L7RuleConfig {
+        id: format!("{rule_type:?}-{value}"),
+        rule_type,
+        compare_type,
+        key: key.map(Into::into),
+        value: value.into(),
+        invert: false,
+        admin_state_up: true,
+    }
+}
+
+fn policy(id: &str, position: u32, rules: Vec<L7RuleConfig>, action: L7Action) -> L7PolicyConfig {
+    L7PolicyConfig {
+        id: id.into(),
+        position,
+        admin_state_up: true,
+        rules,
+        action,
+    }
+}
+
+#[tokio::test]
+async fn l7_routing_for_every_rule_type_and_actions() {
+    let h = Harness::new();
+    let names = ["default", "host", "path", "file", "header", "cookie"];
+    let mut backends = Vec::new();
+    for n in names {
+        backends.push(HttpBackend::start(n).await);
+    }
+    let to = |i: usize| {
+        L7Action::RedirectToPool(http_pool(&format!("pool-{}", names[i]), &[&backends[i]]))
+    };
+    let mut l = listener(
+        "web",
+        ListenerProtocol::Http,
+        Some(http_pool("pool-default", &[&backends[0]])),
+    );
+    l.l7policies = vec![
+        policy(
+            "reject",
+            1,
+            vec![rule(
+                L7RuleType::Path,
+                L7CompareType::StartsWith,
+                None,
+                "/admin",
+            )],
+            L7Action::Reject,
+        ),
+        policy(
+            "url",
+            2,
+            vec![rule(L7RuleType::Path, L7CompareType::EqualTo, None, "/old")],
+            L7Action::RedirectToUrl {
+                url: "https://example.com/new".into(),
+                http_code: None,
+            },
+        ),
+        policy(
+            "prefix",
+            3,
+            vec![rule(
+                L7RuleType::HostName,
+                L7CompareType::EqualTo,
+                None,
+                "legacy.example.com",
+            )],
+            L7Action::RedirectPrefix {
+                prefix: "https://www.example.com/".into(),
+                http_code: Some(301),
+            },
+        ),
+        policy(
+            "host",
+            4,
+            vec![rule(
+                L7RuleType::HostName,
+                L7CompareType::EndsWith,
+                None,
+                ".api.example.com",
+            )],
+            to(1),
+        ),
+        policy(
+            "path",
+            5,
+            vec![rule(
+                L7RuleType::Path,
+                L7CompareType::Regex,
+                None,
+                "^/v[0-9]+/",
+            )],
+            to(2),
+        ),
+        policy(
+            "file",
+            6,
+            vec![rule(
+                L7RuleType::FileType,
+                L7CompareType::EqualTo,
+                None,
+                "png",
+            )],
+            to(3),
+        ),
+        policy(
+            "header",
+            7,
+            vec![rule(
+                L7RuleType::Header,
+                L7CompareType::Contains,
+                Some("X-Canary"),
+                "yes",
+            )],
+            to(4),
+        ),
+        policy(
+            "cookie",
+            8,
+            vec![rule(
+                L7RuleType::Cookie,
+                L7CompareType::EqualTo,
+                Some("tier"),
+                "gold",
+            )],
+            to(5),
+        ),
+    ];
+    h.apply_ok(config(vec![l])).await;
+    let addr = h.addr("web");
+    let c = client();
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        ("/", &[], "default"),
+        ("/x", &[("host", "eu.api.example.com")], "host"),
+        ("/v2/items", &[], "path"),
+        ("/img/logo.png", &[], "file"),
+        ("/x", &[("x-canary", "oh-yes-please")], "header"),
+        ("/x", &[("cookie", "a=b; tier=gold")], "cookie"),
+        ("/x", &[("cookie", "tier=silver")], "default"),
+    ];
+    for (path, headers, expect) in cases {
+        let r = get(&c, addr, path, headers).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, *expect),
+            "{path} {headers:?}"
+        );
+    }
+    let r = get(&c, addr, "/admin/x", &[]).await;
+    assert_eq!(r.status, 403);
+    let r = get(&c, addr, "/old", &[]).await;
+    assert_eq!(
+        (r.status, r.headers["location"].to_str().unwrap()),
+        (302, "https://example.com/new")
+    );
+    let r = get(&c, addr, "/a/b?c=d", &[("host", "legacy.example.com")]).await;
+    assert_eq!(
+        (r.status, r.headers["location"].to_str().unwrap()),
+        (301, "https://www.example.com/a/b?c=d")
+    );
+    // Nothing rejected or redirected reached a member.
+    assert_eq!(
+        backends
+            .iter()
+            .map(|b| b.requests.load(Ordering::SeqCst))
+            .sum::<usize>(),
+        7
+    );
+}
+
+#[tokio::test]
+async fn no_member_is_503_and_no_pool_is_503() {
+    let h = Harness::new();
+    let empty = pool("empty", PoolProtocol::Http, LbAlgorithm::RoundRobin, vec![]);
+    h.apply_ok(config(vec![
+        listener("a", ListenerProtocol::Http, Some(empty)),
+        listener("b", ListenerProtocol::Http, None),
+    ]))
+    .await;
+    let c = client();
+    assert_eq!(get(&c, h.addr("a"), "/", &[]).await.status, 503);
+    assert_eq!(get(&c, h.addr("b"), "/", &[]).await.status, 503);
+    assert_eq!(h.dp.stats()["a"].request_errors, 1);
+}
+
+/// A member that answers every connection with `reply` and closes.
+async fn bad_member(reply: &'static [u8]) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(reply).await;
+            drop(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn garbage_or_reset_from_member_is_502() {
+    let h = Harness::new();
+    let garbage = bad_member(b"this is not http\r\n\r\n").await;
+    let silent = bad_member(b"").await;
+    let p1 = pool(
+        "g",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("g", garbage)],
+    );
+    let p2 = pool(
+        "s",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("s", silent)],
+    );
+    h.apply_ok(config(vec![
+        listener("g", ListenerProtocol::Http, Some(p1)),
+        listener("s", ListenerProtocol::Http, Some(p2)),
+    ]))
+    .await;
+    let c = client();
+    assert_eq!(get(&c, h.addr("g"), "/", &[]).await.status, 502);
+    assert_eq!(get(&c, h.addr("s"), "/", &[]).await.status, 502);
+}
+
+#[tokio::test]
+async fn malformed_request_is_400_and_never_reaches_a_member() {
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    h.apply_ok(config(vec![listener(
+        "l",
+        ListenerProtocol::Http,
+        Some(http_pool("p", &[&b])),
+    )]))
+    .await;
+    for raw in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\nbroken header line\r\n\r\n"[..],
+        b"GET /\x01 HTTP/1.1\r\n\r\n",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+            .await
+            .expect("no hang")
+            .unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+    }
+    assert_eq!(b.requests.load(Ordering::SeqCst), 0);
+    wait_for("errors counted", Duration::from_secs(5), || async {
+        h.dp.stats()["l"].request_errors == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn insert_headers_keep_alive_and_h2c() {
+    let h = Harness::new();
+    let (a, b) = (HttpBackend::start("a").await, HttpBackend::start("b").await);
+    let mut l = listener("l", ListenerProtocol::Http, Some(http_pool("p", &[&a, &b])));
+    l.insert_headers = InsertHeaders {
+        x_forwarded_for: true,
+        x_forwarded_port: true,
+        x_forwarded_proto: true,
+    };
+    h.apply_ok(config(vec![l])).await;
+    let addr = h.addr("l");
+    let c = client();
+    let r = get(&c, addr, "/", &[("x-forwarded-for", "10.1.1.1")]).await;
+    assert_eq!(r.headers["echo-x-forwarded-for"], "10.1.1.1, 127.0.0.1");
+    assert_eq!(
+        r.headers["echo-x-forwarded-port"],
+        addr.port().to_string().as_str()
+    );
+    assert_eq!(r.headers["echo-x-forwarded-proto"], "http");
+    assert_eq!(r.headers["echo-host"], addr.to_string().as_str());
+    // Keep-alive: many requests, one client connection, alternating members.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(get(&c, addr, "/", &[]).await.body);
+    }
+    assert_eq!(seen, ["b", "a", "b", "a"]);
+    assert_eq!(h.dp.stats()["l"].total_connections, 1);
+    // h2c prior knowledge from the client; members still get HTTP/1.1 with a Host.
+    let r = get(&h2c_client(), addr, "/", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["echo-host"], addr.to_string().as_str());
+}
+
+#[tokio::test]
+async fn http_cookie_persistence() {
+    let h = Harness::new();
+    let (a, b) = (HttpBackend::start("a").await, HttpBackend::start("b").await);
+    let mut p = http_pool("p", &[&a, &b]);
+    p.session_persistence = Some(SessionPersistence::HttpCookie);
+    h.apply_ok(config(vec![listener("l", ListenerProtocol::Http, Some(p))]))
+        .await;
+    let c = client();
+    let first = get(&c, h.addr("l"), "/", &[]).await;
+    let cookie = first.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(cookie, format!("SRV={}", first.body));
+    for _ in 0..4 {
+        let r = get(&c, h.addr("l"), "/", &[("cookie", &cookie)]).await;
+        assert_eq!(r.body, first.body);
+        assert!(!r.headers.contains_key("set-cookie"));
+    }
+}
+
+#[tokio::test]
+async fn upgrade_is_passed_through() {
+    let h = Harness::new();
+    // A member that accepts any upgrade and then echoes.
+    let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let maddr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let p = pool(
+        "p",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("m", maddr)],
+    );
+    h.apply_ok(config(vec![listener("l", ListenerProtocol::Http, Some(p))]))
+        .await;
+    let mut s = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    s.write_all(b"tunnelled").await.unwrap();
+    let mut echo = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"tunnelled");
+}

@@ -1,0 +1,68 @@
+//! UDP listeners: per-client flows, balancing per flow, idle expiry.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use fulcrum_dataplane::*;
+use tokio::net::UdpSocket;
+
+/// A UDP member that answers `<name>:<payload>`.
+async fn udp_backend(name: &'static str) -> SocketAddr {
+    let s = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = s.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = s.recv_from(&mut buf).await {
+            let reply = format!("{name}:{}", String::from_utf8_lossy(&buf[..n]));
+            let _ = s.send_to(reply.as_bytes(), from).await;
+        }
+    });
+    addr
+}
+
+async fn ask(client: &UdpSocket, to: SocketAddr, msg: &str) -> String {
+    client.send_to(msg.as_bytes(), to).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf))
+        .await
+        .expect("reply")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into()
+}
+
+#[tokio::test]
+async fn flows_are_balanced_sticky_and_expire() {
+    let h = Harness::new();
+    let (a, b) = (udp_backend("a").await, udp_backend("b").await);
+    let p = pool(
+        "p",
+        PoolProtocol::Udp,
+        LbAlgorithm::RoundRobin,
+        vec![member("a", a), member("b", b)],
+    );
+    let mut l = listener("u", ListenerProtocol::Udp, Some(p));
+    l.timeouts.client_data = Duration::from_millis(300);
+    h.apply_ok(config(vec![l])).await;
+    let vip = h.addr("u");
+
+    let c1 = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let c2 = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let r1 = ask(&c1, vip, "x").await;
+    let r2 = ask(&c2, vip, "y").await;
+    assert_eq!([&r1[..2], &r2[..2]], ["a:", "b:"]);
+    assert_eq!(r1, "a:x");
+    // Same client, same flow, same member.
+    for i in 0..3 {
+        assert_eq!(ask(&c1, vip, &i.to_string()).await, format!("a:{i}"));
+    }
+    let s = h.dp.stats()["u"];
+    assert_eq!((s.total_connections, s.active_connections), (2, 2));
+    assert_eq!(s.bytes_in, 5);
+    wait_for("flows expire", Duration::from_secs(5), || async {
+        h.dp.stats()["u"].active_connections == 0
+    })
+    .await;
+}
