@@ -27,7 +27,9 @@ impl<S: Store> HealthMonitorService for Api<S> {
             healthmonitors: vec![new_objects::healthmonitor(&c, &pool.id, &pool.project_id)],
             ..Default::default()
         };
-        let o = self.propose_objects(&request, &caller, Op::Create(objects)).await?;
+        let o = self
+            .propose_objects(&request, &caller, Op::Create(objects))
+            .await?;
         Ok(Response::new(first(o.healthmonitors, "health monitor")?))
     }
 
@@ -36,7 +38,9 @@ impl<S: Store> HealthMonitorService for Api<S> {
         request: Request<GetHealthMonitorRequest>,
     ) -> Result<Response<HealthMonitor>, Status> {
         let caller = self.caller(&request)?;
-        let hm = self.visible_one(&caller, &request.get_ref().healthmonitor_id).await?;
+        let hm = self
+            .visible_one(&caller, &request.get_ref().healthmonitor_id)
+            .await?;
         Ok(Response::new(hm))
     }
 

@@ -28,7 +28,8 @@ impl<S: Store> L7PolicyService for Api<S> {
                 "redirect_pool: only valid inside a load balancer tree; use redirect_pool_id",
             ));
         }
-        let policy = new_objects::l7policy(&c, &listener.id, &c.redirect_pool_id, &listener.project_id);
+        let policy =
+            new_objects::l7policy(&c, &listener.id, &c.redirect_pool_id, &listener.project_id);
         let rules = c
             .rules
             .iter()
@@ -39,7 +40,9 @@ impl<S: Store> L7PolicyService for Api<S> {
             l7rules: rules,
             ..Default::default()
         };
-        let o = self.propose_objects(&request, &caller, Op::Create(objects)).await?;
+        let o = self
+            .propose_objects(&request, &caller, Op::Create(objects))
+            .await?;
         Ok(Response::new(first(o.l7policies, "L7 policy")?))
     }
 
@@ -48,7 +51,9 @@ impl<S: Store> L7PolicyService for Api<S> {
         request: Request<GetL7PolicyRequest>,
     ) -> Result<Response<L7Policy>, Status> {
         let caller = self.caller(&request)?;
-        let p = self.visible_one(&caller, &request.get_ref().l7policy_id).await?;
+        let p = self
+            .visible_one(&caller, &request.get_ref().l7policy_id)
+            .await?;
         Ok(Response::new(p))
     }
 

@@ -11,10 +11,17 @@ use super::{first, Api, Caller, Store};
 
 impl<S: Store> Api<S> {
     /// A rule the caller may see, in the policy the request names.
-    async fn rule_in_policy(&self, caller: &Caller, policy_id: &str, rule_id: &str) -> Result<L7Rule, Status> {
+    async fn rule_in_policy(
+        &self,
+        caller: &Caller,
+        policy_id: &str,
+        rule_id: &str,
+    ) -> Result<L7Rule, Status> {
         let r: L7Rule = self.visible_one(caller, rule_id).await?;
         if r.l7policy_id != policy_id {
-            return Err(Status::not_found(format!("L7Rule {rule_id} not found in L7 policy {policy_id}")));
+            return Err(Status::not_found(format!(
+                "L7Rule {rule_id} not found in L7 policy {policy_id}"
+            )));
         }
         Ok(r)
     }
@@ -22,7 +29,10 @@ impl<S: Store> Api<S> {
 
 #[tonic::async_trait]
 impl<S: Store> L7RuleService for Api<S> {
-    async fn create_l7_rule(&self, request: Request<CreateL7RuleRequest>) -> Result<Response<L7Rule>, Status> {
+    async fn create_l7_rule(
+        &self,
+        request: Request<CreateL7RuleRequest>,
+    ) -> Result<Response<L7Rule>, Status> {
         let c = request
             .get_ref()
             .rule
@@ -35,14 +45,22 @@ impl<S: Store> L7RuleService for Api<S> {
             l7rules: vec![new_objects::l7rule(&c, &policy.id, &policy.project_id)],
             ..Default::default()
         };
-        let o = self.propose_objects(&request, &caller, Op::Create(objects)).await?;
+        let o = self
+            .propose_objects(&request, &caller, Op::Create(objects))
+            .await?;
         Ok(Response::new(first(o.l7rules, "L7 rule")?))
     }
 
-    async fn get_l7_rule(&self, request: Request<GetL7RuleRequest>) -> Result<Response<L7Rule>, Status> {
+    async fn get_l7_rule(
+        &self,
+        request: Request<GetL7RuleRequest>,
+    ) -> Result<Response<L7Rule>, Status> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
-        Ok(Response::new(self.rule_in_policy(&caller, &r.l7policy_id, &r.l7rule_id).await?))
+        Ok(Response::new(
+            self.rule_in_policy(&caller, &r.l7policy_id, &r.l7rule_id)
+                .await?,
+        ))
     }
 
     async fn list_l7_rules(
@@ -51,7 +69,8 @@ impl<S: Store> L7RuleService for Api<S> {
     ) -> Result<Response<ListL7RulesResponse>, Status> {
         let caller = self.caller(&request)?;
         let r = request.into_inner();
-        self.visible_one::<L7Policy>(&caller, &r.l7policy_id).await?;
+        self.visible_one::<L7Policy>(&caller, &r.l7policy_id)
+            .await?;
         let options = r.options.clone().unwrap_or_default();
         check_options(&caller, &options)?;
         let (rules, next_marker) = self
@@ -66,12 +85,18 @@ impl<S: Store> L7RuleService for Api<S> {
         Ok(Response::new(ListL7RulesResponse { rules, next_marker }))
     }
 
-    async fn update_l7_rule(&self, request: Request<UpdateL7RuleRequest>) -> Result<Response<L7Rule>, Status> {
+    async fn update_l7_rule(
+        &self,
+        request: Request<UpdateL7RuleRequest>,
+    ) -> Result<Response<L7Rule>, Status> {
         let caller = self.caller(&request)?;
         caller.require_write()?;
         let r = request.get_ref();
-        self.rule_in_policy(&caller, &r.l7policy_id, &r.l7rule_id).await?;
-        let o = self.propose_objects(&request, &caller, Op::UpdateL7rule(r.clone())).await?;
+        self.rule_in_policy(&caller, &r.l7policy_id, &r.l7rule_id)
+            .await?;
+        let o = self
+            .propose_objects(&request, &caller, Op::UpdateL7rule(r.clone()))
+            .await?;
         Ok(Response::new(first(o.l7rules, "L7 rule")?))
     }
 
@@ -82,8 +107,10 @@ impl<S: Store> L7RuleService for Api<S> {
         let caller = self.caller(&request)?;
         caller.require_write()?;
         let r = request.get_ref();
-        self.rule_in_policy(&caller, &r.l7policy_id, &r.l7rule_id).await?;
-        self.propose_objects(&request, &caller, Op::DeleteL7rule(r.clone())).await?;
+        self.rule_in_policy(&caller, &r.l7policy_id, &r.l7rule_id)
+            .await?;
+        self.propose_objects(&request, &caller, Op::DeleteL7rule(r.clone()))
+            .await?;
         Ok(Response::new(DeleteResponse {}))
     }
 }

@@ -27,7 +27,9 @@ impl<S: Store> ListenerService for Api<S> {
         let mut tree = Tree::new(&lb.id, lb.project_id());
         tree.add_listener(0, &c)?;
         let objects: Objects = tree.objects;
-        let o = self.propose_objects(&request, &caller, Op::Create(objects)).await?;
+        let o = self
+            .propose_objects(&request, &caller, Op::Create(objects))
+            .await?;
         Ok(Response::new(first(o.listeners, "listener")?))
     }
 
@@ -36,7 +38,9 @@ impl<S: Store> ListenerService for Api<S> {
         request: Request<GetListenerRequest>,
     ) -> Result<Response<Listener>, Status> {
         let caller = self.caller(&request)?;
-        let l = self.visible_one(&caller, &request.get_ref().listener_id).await?;
+        let l = self
+            .visible_one(&caller, &request.get_ref().listener_id)
+            .await?;
         Ok(Response::new(l))
     }
 
@@ -88,7 +92,9 @@ impl<S: Store> ListenerService for Api<S> {
         request: Request<GetListenerStatsRequest>,
     ) -> Result<Response<Stats>, Status> {
         let caller = self.caller(&request)?;
-        let l: Listener = self.visible_one(&caller, &request.get_ref().listener_id).await?;
+        let l: Listener = self
+            .visible_one(&caller, &request.get_ref().listener_id)
+            .await?;
         Ok(Response::new(self.listener_stats(&l.id)))
     }
 }

@@ -88,12 +88,18 @@ pub fn page<T: Listed>(
         .filter(|o| caller.can_see(o.project_id()))
         .filter(|o| options.project_id.is_empty() || o.project_id() == options.project_id)
         .filter(|o| options.name.is_empty() || o.name() == options.name)
-        .filter(|o| options.admin_state_up.is_none_or(|a| o.admin_state_up() == a))
+        .filter(|o| {
+            options
+                .admin_state_up
+                .is_none_or(|a| o.admin_state_up() == a)
+        })
         .filter(|o| {
             options.provisioning_status == 0
                 || o.provisioning_status() as i32 == options.provisioning_status
         })
-        .filter(|o| options.operating_status == 0 || o.operating_status() == options.operating_status)
+        .filter(|o| {
+            options.operating_status == 0 || o.operating_status() == options.operating_status
+        })
         .filter(|o| options.tags.iter().all(|t| o.tags().contains(t)))
         .filter(|o| keep(o))
         .collect();

@@ -104,7 +104,11 @@ impl<S: Store> Api<S> {
         Ok(())
     }
 
-    fn tree(c: &LoadBalancerCreate, caller: &Caller, vip: (String, String)) -> Result<Objects, Status> {
+    fn tree(
+        c: &LoadBalancerCreate,
+        caller: &Caller,
+        vip: (String, String),
+    ) -> Result<Objects, Status> {
         let project = caller.target_project(&c.project_id)?;
         let lb = LoadBalancer {
             id: new_id(),
@@ -151,7 +155,10 @@ impl<S: Store> LoadBalancerService for Api<S> {
             attempt += 1;
             let vip = self.choose_vip(&c).await?;
             let objects = Self::tree(&c, &caller, vip)?;
-            match self.propose_objects(&request, &caller, Op::Create(objects)).await {
+            match self
+                .propose_objects(&request, &caller, Op::Create(objects))
+                .await
+            {
                 Ok(o) => return Ok(Response::new(first(o.loadbalancers, "load balancer")?)),
                 Err(e)
                     if allocating
@@ -169,7 +176,9 @@ impl<S: Store> LoadBalancerService for Api<S> {
     ) -> Result<Response<LoadBalancer>, Status> {
         let caller = self.caller(&request)?;
         let id = request.into_inner().loadbalancer_id;
-        let lb = self.read_with(move |s| visible::<LoadBalancer>(s, &caller, &id)).await?;
+        let lb = self
+            .read_with(move |s| visible::<LoadBalancer>(s, &caller, &id))
+            .await?;
         Ok(Response::new(lb))
     }
 
@@ -203,7 +212,8 @@ impl<S: Store> LoadBalancerService for Api<S> {
         let caller = self.caller(&request)?;
         caller.require_write()?;
         let (c, id) = (caller.clone(), request.get_ref().loadbalancer_id.clone());
-        self.read_with(move |s| visible::<LoadBalancer>(s, &c, &id)).await?;
+        self.read_with(move |s| visible::<LoadBalancer>(s, &c, &id))
+            .await?;
         let op = Op::UpdateLoadbalancer(request.get_ref().clone());
         let o = self.propose_objects(&request, &caller, op).await?;
         Ok(Response::new(first(o.loadbalancers, "load balancer")?))
@@ -216,7 +226,8 @@ impl<S: Store> LoadBalancerService for Api<S> {
         let caller = self.caller(&request)?;
         caller.require_write()?;
         let (c, id) = (caller.clone(), request.get_ref().loadbalancer_id.clone());
-        self.read_with(move |s| visible::<LoadBalancer>(s, &c, &id)).await?;
+        self.read_with(move |s| visible::<LoadBalancer>(s, &c, &id))
+            .await?;
         let op = Op::DeleteLoadbalancer(request.get_ref().clone());
         self.propose_objects(&request, &caller, op).await?;
         Ok(Response::new(DeleteResponse {}))
@@ -243,7 +254,9 @@ impl<S: Store> LoadBalancerService for Api<S> {
     ) -> Result<Response<Stats>, Status> {
         let caller = self.caller(&request)?;
         let id = request.into_inner().loadbalancer_id;
-        let lb = self.read_with(move |s| visible::<LoadBalancer>(s, &caller, &id)).await?;
+        let lb = self
+            .read_with(move |s| visible::<LoadBalancer>(s, &caller, &id))
+            .await?;
         let mut total = Stats::default();
         for listener in &lb.listener_ids {
             let s = self.listener_stats(listener);
@@ -263,7 +276,8 @@ impl<S: Store> LoadBalancerService for Api<S> {
         let caller = self.caller(&request)?;
         caller.require_admin("failover")?;
         let (c, id) = (caller.clone(), request.get_ref().loadbalancer_id.clone());
-        self.read_with(move |s| visible::<LoadBalancer>(s, &c, &id)).await?;
+        self.read_with(move |s| visible::<LoadBalancer>(s, &c, &id))
+            .await?;
         let op = Op::Failover(request.get_ref().clone());
         let o = self.propose_objects(&request, &caller, op).await?;
         Ok(Response::new(FailoverLoadBalancerResponse {

@@ -11,10 +11,17 @@ use super::{first, Api, Store};
 
 impl<S: Store> Api<S> {
     /// A member the caller may see, in the pool the request names.
-    async fn member_in_pool(&self, caller: &super::Caller, pool_id: &str, member_id: &str) -> Result<Member, Status> {
+    async fn member_in_pool(
+        &self,
+        caller: &super::Caller,
+        pool_id: &str,
+        member_id: &str,
+    ) -> Result<Member, Status> {
         let m: Member = self.visible_one(caller, member_id).await?;
         if m.pool_id != pool_id {
-            return Err(Status::not_found(format!("Member {member_id} not found in pool {pool_id}")));
+            return Err(Status::not_found(format!(
+                "Member {member_id} not found in pool {pool_id}"
+            )));
         }
         Ok(m)
     }
@@ -22,7 +29,10 @@ impl<S: Store> Api<S> {
 
 #[tonic::async_trait]
 impl<S: Store> MemberService for Api<S> {
-    async fn create_member(&self, request: Request<CreateMemberRequest>) -> Result<Response<Member>, Status> {
+    async fn create_member(
+        &self,
+        request: Request<CreateMemberRequest>,
+    ) -> Result<Response<Member>, Status> {
         let c = request
             .get_ref()
             .member
@@ -35,14 +45,22 @@ impl<S: Store> MemberService for Api<S> {
             members: vec![new_objects::member(&c, &pool.id, &pool.project_id)],
             ..Default::default()
         };
-        let o = self.propose_objects(&request, &caller, Op::Create(objects)).await?;
+        let o = self
+            .propose_objects(&request, &caller, Op::Create(objects))
+            .await?;
         Ok(Response::new(first(o.members, "member")?))
     }
 
-    async fn get_member(&self, request: Request<GetMemberRequest>) -> Result<Response<Member>, Status> {
+    async fn get_member(
+        &self,
+        request: Request<GetMemberRequest>,
+    ) -> Result<Response<Member>, Status> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
-        Ok(Response::new(self.member_in_pool(&caller, &r.pool_id, &r.member_id).await?))
+        Ok(Response::new(
+            self.member_in_pool(&caller, &r.pool_id, &r.member_id)
+                .await?,
+        ))
     }
 
     async fn list_members(
@@ -63,14 +81,21 @@ impl<S: Store> MemberService for Api<S> {
                 })
             })
             .await?;
-        Ok(Response::new(ListMembersResponse { members, next_marker }))
+        Ok(Response::new(ListMembersResponse {
+            members,
+            next_marker,
+        }))
     }
 
-    async fn update_member(&self, request: Request<UpdateMemberRequest>) -> Result<Response<Member>, Status> {
+    async fn update_member(
+        &self,
+        request: Request<UpdateMemberRequest>,
+    ) -> Result<Response<Member>, Status> {
         let caller = self.caller(&request)?;
         caller.require_write()?;
         let r = request.get_ref();
-        self.member_in_pool(&caller, &r.pool_id, &r.member_id).await?;
+        self.member_in_pool(&caller, &r.pool_id, &r.member_id)
+            .await?;
         let op = Op::UpdateMember(r.clone());
         let o = self.propose_objects(&request, &caller, op).await?;
         Ok(Response::new(first(o.members, "member")?))
@@ -83,7 +108,8 @@ impl<S: Store> MemberService for Api<S> {
         let caller = self.caller(&request)?;
         caller.require_write()?;
         let r = request.get_ref();
-        self.member_in_pool(&caller, &r.pool_id, &r.member_id).await?;
+        self.member_in_pool(&caller, &r.pool_id, &r.member_id)
+            .await?;
         let op = Op::DeleteMember(r.clone());
         self.propose_objects(&request, &caller, op).await?;
         Ok(Response::new(DeleteResponse {}))
@@ -106,7 +132,11 @@ impl<S: Store> MemberService for Api<S> {
                 .collect(),
             additive_only: r.additive_only,
         };
-        let o = self.propose_objects(&request, &caller, Op::BatchMembers(batch)).await?;
-        Ok(Response::new(BatchUpdateMembersResponse { members: o.members }))
+        let o = self
+            .propose_objects(&request, &caller, Op::BatchMembers(batch))
+            .await?;
+        Ok(Response::new(BatchUpdateMembersResponse {
+            members: o.members,
+        }))
     }
 }

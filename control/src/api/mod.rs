@@ -3,7 +3,6 @@
 //! [`Command`] (ids and timestamps chosen here) and answered with what applying it produced.
 
 mod auth;
-mod new_objects;
 mod cluster;
 mod healthmonitor;
 mod l7policy;
@@ -12,6 +11,7 @@ mod listener;
 mod listing;
 mod loadbalancer;
 mod member;
+mod new_objects;
 mod pool;
 mod quota;
 mod status_tree;
@@ -20,7 +20,9 @@ mod vip;
 
 use std::sync::Arc;
 
-use fulcrum_proto::internal::{command, command_result, Command, CommandResult, ErrorCode, Objects};
+use fulcrum_proto::internal::{
+    command, command_result, Command, CommandResult, ErrorCode, Objects,
+};
 use fulcrum_proto::v1::{Quota, Stats};
 use tonic::{Request, Status};
 
@@ -196,7 +198,11 @@ fn first<T>(items: Vec<T>, what: &str) -> Result<T, Status> {
 
 impl<S: Store> Api<S> {
     /// An object the caller may see (NOT_FOUND otherwise), rendered.
-    async fn visible_one<T: Listed + 'static>(&self, caller: &Caller, id: &str) -> Result<T, Status> {
+    async fn visible_one<T: Listed + 'static>(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<T, Status> {
         let (caller, id) = (caller.clone(), id.to_string());
         self.read_with(move |s| listing::visible::<T>(s, &caller, &id))
             .await

@@ -28,10 +28,18 @@ pub(crate) fn listener(c: &ListenerCreate, lb_id: &str, project: &str) -> Listen
         connection_limit: c.connection_limit.unwrap_or(defaults::CONNECTION_LIMIT),
         default_pool_id: c.default_pool_id.clone(),
         insert_headers: c.insert_headers.clone(),
-        timeout_client_data: c.timeout_client_data.unwrap_or(defaults::TIMEOUT_CLIENT_DATA),
-        timeout_member_connect: c.timeout_member_connect.unwrap_or(defaults::TIMEOUT_MEMBER_CONNECT),
-        timeout_member_data: c.timeout_member_data.unwrap_or(defaults::TIMEOUT_MEMBER_DATA),
-        timeout_tcp_inspect: c.timeout_tcp_inspect.unwrap_or(defaults::TIMEOUT_TCP_INSPECT),
+        timeout_client_data: c
+            .timeout_client_data
+            .unwrap_or(defaults::TIMEOUT_CLIENT_DATA),
+        timeout_member_connect: c
+            .timeout_member_connect
+            .unwrap_or(defaults::TIMEOUT_MEMBER_CONNECT),
+        timeout_member_data: c
+            .timeout_member_data
+            .unwrap_or(defaults::TIMEOUT_MEMBER_DATA),
+        timeout_tcp_inspect: c
+            .timeout_tcp_inspect
+            .unwrap_or(defaults::TIMEOUT_TCP_INSPECT),
         default_tls_container_ref: c.default_tls_container_ref.clone(),
         sni_container_refs: c.sni_container_refs.clone(),
         client_authentication: if c.client_authentication == 0 {
@@ -114,7 +122,11 @@ pub(crate) fn member(c: &MemberCreate, pool_id: &str, project: &str) -> Member {
     }
 }
 
-pub(crate) fn healthmonitor(c: &HealthMonitorCreate, pool_id: &str, project: &str) -> HealthMonitor {
+pub(crate) fn healthmonitor(
+    c: &HealthMonitorCreate,
+    pool_id: &str,
+    project: &str,
+) -> HealthMonitor {
     let http = matches!(
         HealthMonitorType::try_from(c.r#type),
         Ok(HealthMonitorType::Http | HealthMonitorType::Https)
@@ -152,7 +164,12 @@ pub(crate) fn healthmonitor(c: &HealthMonitorCreate, pool_id: &str, project: &st
 }
 
 /// A policy; a redirect target given without an action decides the action, as in Octavia.
-pub(crate) fn l7policy(c: &L7PolicyCreate, listener_id: &str, pool_id: &str, project: &str) -> L7Policy {
+pub(crate) fn l7policy(
+    c: &L7PolicyCreate,
+    listener_id: &str,
+    pool_id: &str,
+    project: &str,
+) -> L7Policy {
     let mut action = c.action;
     if action == 0 {
         action = if !pool_id.is_empty() {
@@ -249,7 +266,9 @@ impl<'a> Tree<'a> {
         let pool = pool(c, self.lb_id, self.project);
         let id = pool.id.clone();
         if let Some(hm) = &c.healthmonitor {
-            self.objects.healthmonitors.push(healthmonitor(hm, &id, self.project));
+            self.objects
+                .healthmonitors
+                .push(healthmonitor(hm, &id, self.project));
         }
         for m in &c.members {
             self.objects.members.push(member(m, &id, self.project));
@@ -280,12 +299,16 @@ impl<'a> Tree<'a> {
         }
         for (j, pc) in c.l7policies.iter().enumerate() {
             let pool_id = match &pc.redirect_pool {
-                Some(p) => self.pool_ref(&format!("listeners[{i}].l7policies[{j}].redirect_pool"), p)?,
+                Some(p) => {
+                    self.pool_ref(&format!("listeners[{i}].l7policies[{j}].redirect_pool"), p)?
+                }
                 None => pc.redirect_pool_id.clone(),
             };
             let policy = l7policy(pc, &l.id, &pool_id, self.project);
             for rc in &pc.rules {
-                self.objects.l7rules.push(l7rule(rc, &policy.id, self.project));
+                self.objects
+                    .l7rules
+                    .push(l7rule(rc, &policy.id, self.project));
             }
             self.objects.l7policies.push(policy);
         }

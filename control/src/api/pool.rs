@@ -11,7 +11,10 @@ use super::{first, Api, Store};
 
 #[tonic::async_trait]
 impl<S: Store> PoolService for Api<S> {
-    async fn create_pool(&self, request: Request<CreatePoolRequest>) -> Result<Response<Pool>, Status> {
+    async fn create_pool(
+        &self,
+        request: Request<CreatePoolRequest>,
+    ) -> Result<Response<Pool>, Status> {
         let c = request
             .get_ref()
             .pool
@@ -31,7 +34,11 @@ impl<S: Store> PoolService for Api<S> {
             (caller, listener.loadbalancer_id, listener.project_id)
         } else if !c.loadbalancer_id.is_empty() {
             let (caller, lb) = self
-                .parent_for_create::<LoadBalancer, _>(&request, "loadbalancer_id", &c.loadbalancer_id)
+                .parent_for_create::<LoadBalancer, _>(
+                    &request,
+                    "loadbalancer_id",
+                    &c.loadbalancer_id,
+                )
                 .await?;
             (caller, lb.id, lb.project_id)
         } else {
@@ -41,22 +48,32 @@ impl<S: Store> PoolService for Api<S> {
         };
         let pool = new_objects::pool(&c, &lb_id, &project);
         if let Some(hm) = &c.healthmonitor {
-            objects.healthmonitors.push(new_objects::healthmonitor(hm, &pool.id, &project));
+            objects
+                .healthmonitors
+                .push(new_objects::healthmonitor(hm, &pool.id, &project));
         }
         for m in &c.members {
-            objects.members.push(new_objects::member(m, &pool.id, &project));
+            objects
+                .members
+                .push(new_objects::member(m, &pool.id, &project));
         }
         if !c.listener_id.is_empty() {
-            objects.default_pools.insert(c.listener_id.clone(), pool.id.clone());
+            objects
+                .default_pools
+                .insert(c.listener_id.clone(), pool.id.clone());
         }
         objects.pools.push(pool);
-        let o = self.propose_objects(&request, &caller, Op::Create(objects)).await?;
+        let o = self
+            .propose_objects(&request, &caller, Op::Create(objects))
+            .await?;
         Ok(Response::new(first(o.pools, "pool")?))
     }
 
     async fn get_pool(&self, request: Request<GetPoolRequest>) -> Result<Response<Pool>, Status> {
         let caller = self.caller(&request)?;
-        let p = self.visible_one(&caller, &request.get_ref().pool_id).await?;
+        let p = self
+            .visible_one(&caller, &request.get_ref().pool_id)
+            .await?;
         Ok(Response::new(p))
     }
 
@@ -80,7 +97,10 @@ impl<S: Store> PoolService for Api<S> {
         Ok(Response::new(ListPoolsResponse { pools, next_marker }))
     }
 
-    async fn update_pool(&self, request: Request<UpdatePoolRequest>) -> Result<Response<Pool>, Status> {
+    async fn update_pool(
+        &self,
+        request: Request<UpdatePoolRequest>,
+    ) -> Result<Response<Pool>, Status> {
         let id = request.get_ref().pool_id.clone();
         let op = Op::UpdatePool(request.get_ref().clone());
         let o = self.change::<Pool, _>(&request, &id, op).await?;

@@ -10,11 +10,16 @@ use crate::model::Kind;
 
 #[tonic::async_trait]
 impl<S: Store> QuotaService for Api<S> {
-    async fn list_quotas(&self, request: Request<ListQuotasRequest>) -> Result<Response<ListQuotasResponse>, Status> {
+    async fn list_quotas(
+        &self,
+        request: Request<ListQuotasRequest>,
+    ) -> Result<Response<ListQuotasResponse>, Status> {
         let caller = self.caller(&request)?;
         let project = request.into_inner().project_id;
         if !project.is_empty() && !caller.can_see(&project) {
-            return Err(Status::permission_denied(format!("project_id: only admins may read quotas of project {project}")));
+            return Err(Status::permission_denied(format!(
+                "project_id: only admins may read quotas of project {project}"
+            )));
         }
         let quotas = self
             .read(move |s| {
@@ -28,12 +33,21 @@ impl<S: Store> QuotaService for Api<S> {
         Ok(Response::new(ListQuotasResponse { quotas }))
     }
 
-    async fn get_quota(&self, request: Request<GetQuotaRequest>) -> Result<Response<GetQuotaResponse>, Status> {
+    async fn get_quota(
+        &self,
+        request: Request<GetQuotaRequest>,
+    ) -> Result<Response<GetQuotaResponse>, Status> {
         let caller = self.caller(&request)?;
         let project = request.into_inner().project_id;
-        let project = if project.is_empty() { caller.project_id.clone() } else { project };
+        let project = if project.is_empty() {
+            caller.project_id.clone()
+        } else {
+            project
+        };
         if !caller.can_see(&project) {
-            return Err(Status::permission_denied(format!("project_id: only admins may read quotas of project {project}")));
+            return Err(Status::permission_denied(format!(
+                "project_id: only admins may read quotas of project {project}"
+            )));
         }
         let response = self
             .read(move |s| GetQuotaResponse {
@@ -52,20 +66,31 @@ impl<S: Store> QuotaService for Api<S> {
         Ok(Response::new(response))
     }
 
-    async fn get_quota_defaults(&self, request: Request<GetQuotaDefaultsRequest>) -> Result<Response<Quota>, Status> {
+    async fn get_quota_defaults(
+        &self,
+        request: Request<GetQuotaDefaultsRequest>,
+    ) -> Result<Response<Quota>, Status> {
         self.caller(&request)?;
         let defaults = self.read(|s| s.effective_quota("")).await?;
         Ok(Response::new(defaults))
     }
 
-    async fn update_quota(&self, request: Request<UpdateQuotaRequest>) -> Result<Response<Quota>, Status> {
+    async fn update_quota(
+        &self,
+        request: Request<UpdateQuotaRequest>,
+    ) -> Result<Response<Quota>, Status> {
         let caller = self.caller(&request)?;
         caller.require_admin("changing quotas")?;
         let op = Op::SetQuota(request.get_ref().clone());
-        Ok(Response::new(self.propose_quota(&request, &caller, op).await?))
+        Ok(Response::new(
+            self.propose_quota(&request, &caller, op).await?,
+        ))
     }
 
-    async fn delete_quota(&self, request: Request<DeleteQuotaRequest>) -> Result<Response<DeleteResponse>, Status> {
+    async fn delete_quota(
+        &self,
+        request: Request<DeleteQuotaRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
         let caller = self.caller(&request)?;
         caller.require_admin("resetting quotas")?;
         if request.get_ref().project_id.is_empty() {

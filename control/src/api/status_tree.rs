@@ -18,7 +18,11 @@ pub(crate) fn status_tree(state: &State, lb: &LoadBalancer) -> StatusTree {
             }
             for p in state.policies_in_order(&l.id) {
                 let has_rules = state.referrers(&p.id, Rel::RuleOf).next().is_some();
-                if p.admin_state_up && has_rules && !p.redirect_pool_id.is_empty() && !pool_ids.contains(&p.redirect_pool_id) {
+                if p.admin_state_up
+                    && has_rules
+                    && !p.redirect_pool_id.is_empty()
+                    && !pool_ids.contains(&p.redirect_pool_id)
+                {
                     pool_ids.push(p.redirect_pool_id.clone());
                 }
             }

@@ -110,10 +110,14 @@ impl Store for LocalStore {
     }
 
     async fn add_learner(&self, _: u64, _: String) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("a local store has no cluster".into()))
+        Err(StoreError::Unavailable(
+            "a local store has no cluster".into(),
+        ))
     }
 
     async fn change_voters(&self, _: BTreeSet<u64>) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("a local store has no cluster".into()))
+        Err(StoreError::Unavailable(
+            "a local store has no cluster".into(),
+        ))
     }
 }

@@ -25,9 +25,17 @@ pub enum VipSubnetError {
     #[error("vip subnet {name}: cidr '{cidr}' is not a valid CIDR")]
     Cidr { name: String, cidr: String },
     #[error("vip subnet {name}: '{address}' is not an address inside {cidr}")]
-    Range { name: String, address: String, cidr: String },
+    Range {
+        name: String,
+        address: String,
+        cidr: String,
+    },
     #[error("vip subnet {name}: allocation range {first}-{last} is empty")]
-    Empty { name: String, first: String, last: String },
+    Empty {
+        name: String,
+        first: String,
+        last: String,
+    },
 }
 
 fn to_u128(ip: IpAddr) -> u128 {
@@ -118,8 +126,14 @@ mod tests {
 
     #[test]
     fn allocates_lowest_free_address_in_range() {
-        let s = VipSubnet::parse("private-subnet", "127.0.10.0/24", Some("127.0.10.10"), Some("127.0.10.12"), "")
-            .unwrap();
+        let s = VipSubnet::parse(
+            "private-subnet",
+            "127.0.10.0/24",
+            Some("127.0.10.10"),
+            Some("127.0.10.12"),
+            "",
+        )
+        .unwrap();
         let mut used = HashSet::new();
         assert_eq!(s.allocate(&used), Some("127.0.10.10".parse().unwrap()));
         used.insert("127.0.10.10".parse().unwrap());
@@ -131,7 +145,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_definitions() {
-        assert!(matches!(VipSubnet::parse("a", "10.0.0/24", None, None, ""), Err(VipSubnetError::Cidr { .. })));
+        assert!(matches!(
+            VipSubnet::parse("a", "10.0.0/24", None, None, ""),
+            Err(VipSubnetError::Cidr { .. })
+        ));
         assert!(matches!(
             VipSubnet::parse("a", "10.0.0.0/24", Some("10.0.1.5"), None, ""),
             Err(VipSubnetError::Range { .. })
@@ -141,6 +158,9 @@ mod tests {
             Err(VipSubnetError::Empty { .. })
         ));
         let s = VipSubnet::parse("a", "10.0.0.0/30", None, None, "eth0").unwrap();
-        assert_eq!((s.first.to_string(), s.last.to_string()), ("10.0.0.1".into(), "10.0.0.2".into()));
+        assert_eq!(
+            (s.first.to_string(), s.last.to_string()),
+            ("10.0.0.1".into(), "10.0.0.2".into())
+        );
     }
 }

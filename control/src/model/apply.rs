@@ -65,13 +65,19 @@ impl State {
             Op::UpdateHealthmonitor(r) => objects(self.update_healthmonitor(ctx, r)?),
             Op::UpdateL7policy(r) => objects(self.update_l7policy(ctx, r)?),
             Op::UpdateL7rule(r) => objects(self.update_l7rule(ctx, r)?),
-            Op::DeleteLoadbalancer(r) => objects(self.delete_loadbalancer(ctx, &r.loadbalancer_id, r.cascade)?),
+            Op::DeleteLoadbalancer(r) => {
+                objects(self.delete_loadbalancer(ctx, &r.loadbalancer_id, r.cascade)?)
+            }
             Op::DeleteListener(r) => objects(self.delete_listener(ctx, &r.listener_id)?),
             Op::DeletePool(r) => objects(self.delete_pool(ctx, &r.pool_id)?),
             Op::DeleteMember(r) => objects(self.delete_member(ctx, &r.pool_id, &r.member_id)?),
-            Op::DeleteHealthmonitor(r) => objects(self.delete_healthmonitor(ctx, &r.healthmonitor_id)?),
+            Op::DeleteHealthmonitor(r) => {
+                objects(self.delete_healthmonitor(ctx, &r.healthmonitor_id)?)
+            }
             Op::DeleteL7policy(r) => objects(self.delete_l7policy(ctx, &r.l7policy_id)?),
-            Op::DeleteL7rule(r) => objects(self.delete_l7rule(ctx, &r.l7policy_id, &r.l7rule_id)?),
+            Op::DeleteL7rule(r) => {
+                objects(self.delete_l7rule(ctx, &r.l7policy_id, &r.l7rule_id)?)
+            }
             Op::BatchMembers(b) => objects(self.batch_members(ctx, b)?),
             Op::SetQuota(q) => Ok(R::Quota(self.set_quota(q)?)),
             Op::DeleteQuota(q) => {
@@ -84,6 +90,10 @@ impl State {
                 objects(Objects::default())
             }
             Op::Failover(f) => objects(self.failover(ctx, &f.loadbalancer_id)?),
+            Op::MemberHealth(h) => {
+                self.member_health(&h.statuses);
+                objects(Objects::default())
+            }
         }
     }
 }

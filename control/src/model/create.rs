@@ -99,7 +99,10 @@ impl State {
             self.check_new_id(member)?;
             self.check_member(member)?;
             let mut member = member.clone();
-            let monitored = self.referrers(&member.pool_id, Rel::MonitorOf).next().is_some();
+            let monitored = self
+                .referrers(&member.pool_id, Rel::MonitorOf)
+                .next()
+                .is_some();
             member.operating_status = if monitored {
                 OperatingStatus::Offline
             } else {
@@ -125,7 +128,11 @@ impl State {
     }
 
     /// Stores a new object (PENDING_CREATE) and marks its ancestors PENDING_UPDATE.
-    fn insert_new<T: Object + OperatingDefault>(&mut self, ctx: &Ctx, object: &T) -> ModelResult<()> {
+    fn insert_new<T: Object + OperatingDefault>(
+        &mut self,
+        ctx: &Ctx,
+        object: &T,
+    ) -> ModelResult<()> {
         let mut object = object.clone();
         object.init_new(&ctx.now);
         Self::stamp_new(ctx, &mut object);
@@ -167,12 +174,33 @@ fn count_new(objects: &Objects) -> BTreeMap<(String, Kind), i32> {
     let mut add = |project: &str, kind| {
         *counts.entry((project.to_string(), kind)).or_insert(0) += 1;
     };
-    objects.loadbalancers.iter().for_each(|o| add(&o.project_id, Kind::LoadBalancer));
-    objects.listeners.iter().for_each(|o| add(&o.project_id, Kind::Listener));
-    objects.pools.iter().for_each(|o| add(&o.project_id, Kind::Pool));
-    objects.members.iter().for_each(|o| add(&o.project_id, Kind::Member));
-    objects.healthmonitors.iter().for_each(|o| add(&o.project_id, Kind::HealthMonitor));
-    objects.l7policies.iter().for_each(|o| add(&o.project_id, Kind::L7Policy));
-    objects.l7rules.iter().for_each(|o| add(&o.project_id, Kind::L7Rule));
+    objects
+        .loadbalancers
+        .iter()
+        .for_each(|o| add(&o.project_id, Kind::LoadBalancer));
+    objects
+        .listeners
+        .iter()
+        .for_each(|o| add(&o.project_id, Kind::Listener));
+    objects
+        .pools
+        .iter()
+        .for_each(|o| add(&o.project_id, Kind::Pool));
+    objects
+        .members
+        .iter()
+        .for_each(|o| add(&o.project_id, Kind::Member));
+    objects
+        .healthmonitors
+        .iter()
+        .for_each(|o| add(&o.project_id, Kind::HealthMonitor));
+    objects
+        .l7policies
+        .iter()
+        .for_each(|o| add(&o.project_id, Kind::L7Policy));
+    objects
+        .l7rules
+        .iter()
+        .for_each(|o| add(&o.project_id, Kind::L7Rule));
     counts
 }

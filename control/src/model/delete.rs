@@ -98,7 +98,12 @@ impl State {
         self.remove::<L7Policy>(id);
     }
 
-    pub(crate) fn delete_member(&mut self, ctx: &Ctx, pool_id: &str, id: &str) -> ModelResult<Objects> {
+    pub(crate) fn delete_member(
+        &mut self,
+        ctx: &Ctx,
+        pool_id: &str,
+        id: &str,
+    ) -> ModelResult<Objects> {
         match self.get::<Member>(id) {
             Some(m) if m.pool_id == pool_id => {}
             _ => return Err(ModelError::not_found("Member", id)),
@@ -126,7 +131,12 @@ impl State {
         Ok(Objects::default())
     }
 
-    pub(crate) fn delete_l7rule(&mut self, ctx: &Ctx, policy_id: &str, id: &str) -> ModelResult<Objects> {
+    pub(crate) fn delete_l7rule(
+        &mut self,
+        ctx: &Ctx,
+        policy_id: &str,
+        id: &str,
+    ) -> ModelResult<Objects> {
         match self.get::<L7Rule>(id) {
             Some(r) if r.l7policy_id == policy_id => {}
             _ => return Err(ModelError::not_found("L7Rule", id)),
@@ -138,7 +148,11 @@ impl State {
 
     /// Makes a pool's members match a list (matched on address and port): new ones are
     /// created, matched ones updated, and unmatched ones deleted unless `additive_only`.
-    pub(crate) fn batch_members(&mut self, ctx: &Ctx, batch: &BatchMembers) -> ModelResult<Objects> {
+    pub(crate) fn batch_members(
+        &mut self,
+        ctx: &Ctx,
+        batch: &BatchMembers,
+    ) -> ModelResult<Objects> {
         let pool = self
             .get::<Pool>(&batch.pool_id)
             .cloned()

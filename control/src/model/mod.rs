@@ -81,7 +81,11 @@ impl State {
     }
 
     /// Ids of the objects that refer to `target` with relation `rel`.
-    pub fn referrers<'a>(&'a self, target: &'a str, rel: Rel) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn referrers<'a>(
+        &'a self,
+        target: &'a str,
+        rel: Rel,
+    ) -> impl Iterator<Item = &'a str> + 'a {
         let start = (target.to_string(), rel, String::new());
         self.refs
             .range(start..)

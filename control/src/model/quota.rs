@@ -97,7 +97,11 @@ impl State {
         if req.project_id.is_empty() {
             return Err(ModelError::invalid("project_id", "is required"));
         }
-        let mut quota = self.quotas.get(&req.project_id).cloned().unwrap_or_default();
+        let mut quota = self
+            .quotas
+            .get(&req.project_id)
+            .cloned()
+            .unwrap_or_default();
         quota.project_id = req.project_id.clone();
         let given = req.quota.clone().unwrap_or_default();
         for kind in Kind::ALL {

@@ -132,7 +132,11 @@ impl State {
     }
 
     fn load_record(&mut self, key: &str, value: &[u8]) -> Result<(), RecordError> {
-        fn decode<T: Object>(state: &mut State, key: &str, value: &[u8]) -> Result<(), RecordError> {
+        fn decode<T: Object>(
+            state: &mut State,
+            key: &str,
+            value: &[u8],
+        ) -> Result<(), RecordError> {
             let object = T::decode(value).map_err(|e| bad(key, e))?;
             state.put(object);
             Ok(())

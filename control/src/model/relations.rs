@@ -41,7 +41,8 @@ impl State {
 
     /// Listener rules against its load balancer and siblings.
     pub(crate) fn check_listener(&self, l: &Listener) -> ModelResult<()> {
-        let lb: &LoadBalancer = self.parent("loadbalancer_id", &l.loadbalancer_id, &l.project_id)?;
+        let lb: &LoadBalancer =
+            self.parent("loadbalancer_id", &l.loadbalancer_id, &l.project_id)?;
         let vip: std::net::IpAddr = validate::parse_ip("vip_address", &lb.vip_address)?;
         for cidr in &l.allowed_cidrs {
             let net = validate::parse_cidr("allowed_cidrs", cidr)?;
@@ -54,7 +55,9 @@ impl State {
         }
         let family = port_family(protocol(l.protocol));
         for other in self.referrers(&lb.id, Rel::ListenerOf) {
-            let Some(other) = self.get::<Listener>(other) else { continue };
+            let Some(other) = self.get::<Listener>(other) else {
+                continue;
+            };
             if other.id != l.id
                 && other.protocol_port == l.protocol_port
                 && port_family(protocol(other.protocol)) == family
@@ -117,7 +120,9 @@ impl State {
         self.parent::<Pool>("pool_id", &m.pool_id, &m.project_id)?;
         let address: std::net::IpAddr = validate::parse_ip("address", &m.address)?;
         for other in self.referrers(&m.pool_id, Rel::MemberOf) {
-            let Some(other) = self.get::<Member>(other) else { continue };
+            let Some(other) = self.get::<Member>(other) else {
+                continue;
+            };
             if other.id != m.id
                 && other.protocol_port == m.protocol_port
                 && other.address.parse::<std::net::IpAddr>() == Ok(address)
@@ -134,7 +139,10 @@ impl State {
     /// Health monitor rules against its pool.
     pub(crate) fn check_healthmonitor(&self, hm: &HealthMonitor) -> ModelResult<()> {
         let pool: &Pool = self.parent("pool_id", &hm.pool_id, &hm.project_id)?;
-        if let Some(other) = self.referrers(&hm.pool_id, Rel::MonitorOf).find(|o| *o != hm.id) {
+        if let Some(other) = self
+            .referrers(&hm.pool_id, Rel::MonitorOf)
+            .find(|o| *o != hm.id)
+        {
             return Err(ModelError::Conflict(format!(
                 "pool {} already has a health monitor ({other})",
                 hm.pool_id
@@ -161,7 +169,10 @@ impl State {
         if !matches!(lp, Protocol::Http | Protocol::TerminatedHttps) {
             return Err(ModelError::invalid(
                 "listener_id",
-                format!("{} protocol listeners do not support L7 policies", protocol_name(lp)),
+                format!(
+                    "{} protocol listeners do not support L7 policies",
+                    protocol_name(lp)
+                ),
             ));
         }
         if !p.redirect_pool_id.is_empty() {
@@ -196,7 +207,9 @@ impl State {
             .filter(|p| p.id != policy.id)
             .cloned()
             .collect();
-        let at = usize::try_from(position.max(1) - 1).unwrap_or(0).min(ordered.len());
+        let at = usize::try_from(position.max(1) - 1)
+            .unwrap_or(0)
+            .min(ordered.len());
         ordered.insert(at, policy);
         self.renumber(ordered);
     }

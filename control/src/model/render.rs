@@ -2,9 +2,7 @@
 //! balancer, members of a pool, ...).
 
 use fulcrum_proto::internal::Objects;
-use fulcrum_proto::v1::{
-    HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool,
-};
+use fulcrum_proto::v1::{HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool};
 
 use super::{Rel, State};
 

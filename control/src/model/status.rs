@@ -62,7 +62,10 @@ impl State {
     pub(crate) fn parent_of(&self, kind: Kind, id: &str) -> Option<(Kind, String)> {
         let parent = match kind {
             Kind::LoadBalancer => return None,
-            Kind::Listener => (Kind::LoadBalancer, &self.get::<Listener>(id)?.loadbalancer_id),
+            Kind::Listener => (
+                Kind::LoadBalancer,
+                &self.get::<Listener>(id)?.loadbalancer_id,
+            ),
             Kind::Pool => (Kind::LoadBalancer, &self.get::<Pool>(id)?.loadbalancer_id),
             Kind::Member => (Kind::Pool, &self.get::<Member>(id)?.pool_id),
             Kind::HealthMonitor => (Kind::Pool, &self.get::<HealthMonitor>(id)?.pool_id),
@@ -131,7 +134,10 @@ impl State {
             }
         };
         let mut lb_status = online(true);
-        let pools: Vec<String> = self.referrers(lb_id, Rel::PoolOf).map(str::to_string).collect();
+        let pools: Vec<String> = self
+            .referrers(lb_id, Rel::PoolOf)
+            .map(str::to_string)
+            .collect();
         for pool_id in pools {
             let Some(pool) = self.get::<Pool>(&pool_id).cloned() else {
                 continue;
@@ -146,8 +152,10 @@ impl State {
                 set_operating(&mut m.operating_status, online(m.admin_state_up))
                     .then(|| self.put(m));
             }
-            let members: Vec<String> =
-                self.referrers(&pool_id, Rel::MemberOf).map(str::to_string).collect();
+            let members: Vec<String> = self
+                .referrers(&pool_id, Rel::MemberOf)
+                .map(str::to_string)
+                .collect();
             let (mut total, mut errors) = (0, 0);
             for member_id in members {
                 let Some(mut m) = self.get::<Member>(&member_id).cloned() else {
@@ -192,21 +200,28 @@ impl State {
             let mut pool = pool;
             set_operating(&mut pool.operating_status, pool_status).then(|| self.put(pool));
         }
-        let listeners: Vec<String> =
-            self.referrers(lb_id, Rel::ListenerOf).map(str::to_string).collect();
+        let listeners: Vec<String> = self
+            .referrers(lb_id, Rel::ListenerOf)
+            .map(str::to_string)
+            .collect();
         for listener_id in listeners {
             if let Some(mut l) = self.get::<Listener>(&listener_id).cloned() {
-                set_operating(&mut l.operating_status, online(l.admin_state_up)).then(|| self.put(l));
+                set_operating(&mut l.operating_status, online(l.admin_state_up))
+                    .then(|| self.put(l));
             }
-            let policies: Vec<String> =
-                self.referrers(&listener_id, Rel::PolicyOf).map(str::to_string).collect();
+            let policies: Vec<String> = self
+                .referrers(&listener_id, Rel::PolicyOf)
+                .map(str::to_string)
+                .collect();
             for policy_id in policies {
                 if let Some(mut p) = self.get::<L7Policy>(&policy_id).cloned() {
                     set_operating(&mut p.operating_status, online(p.admin_state_up))
                         .then(|| self.put(p));
                 }
-                let rules: Vec<String> =
-                    self.referrers(&policy_id, Rel::RuleOf).map(str::to_string).collect();
+                let rules: Vec<String> = self
+                    .referrers(&policy_id, Rel::RuleOf)
+                    .map(str::to_string)
+                    .collect();
                 for rule_id in rules {
                     if let Some(mut r) = self.get::<L7Rule>(&rule_id).cloned() {
                         set_operating(&mut r.operating_status, online(r.admin_state_up))
@@ -217,6 +232,35 @@ impl State {
         }
         let mut lb = lb;
         set_operating(&mut lb.operating_status, lb_status).then(|| self.put(lb));
+    }
+
+    /// Takes health observations (member id -> operating status) and rolls them up; members
+    /// that no longer exist are ignored.
+    pub(crate) fn member_health(&mut self, statuses: &std::collections::HashMap<String, i32>) {
+        let mut lbs = std::collections::BTreeSet::new();
+        let mut ids: Vec<&String> = statuses.keys().collect();
+        ids.sort();
+        for id in ids {
+            let Some(mut m) = self.get::<Member>(id).cloned() else {
+                continue;
+            };
+            let status =
+                OperatingStatus::try_from(statuses[id]).unwrap_or(OperatingStatus::Offline);
+            if set_operating(&mut m.operating_status, status) {
+                if let Some(lb) = self.loadbalancer_of(crate::model::Kind::Member, id) {
+                    lbs.insert(lb);
+                }
+                self.put(m);
+            }
+        }
+        for lb in lbs {
+            self.roll_up(&lb);
+        }
+    }
+
+    /// Whether some object is still PENDING_* from a revision at or before `revision`.
+    pub fn pending_up_to(&self, revision: u64) -> bool {
+        self.pending.first().is_some_and(|(r, _, _)| *r <= revision)
     }
 
     /// Records a failover request: the load balancer goes PENDING_UPDATE until the data planes

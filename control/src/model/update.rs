@@ -103,10 +103,16 @@ impl State {
             set(&mut l.timeout_member_connect, &u.timeout_member_connect);
             set(&mut l.timeout_member_data, &u.timeout_member_data);
             set(&mut l.timeout_tcp_inspect, &u.timeout_tcp_inspect);
-            set(&mut l.default_tls_container_ref, &u.default_tls_container_ref);
+            set(
+                &mut l.default_tls_container_ref,
+                &u.default_tls_container_ref,
+            );
             set_list(&mut l.sni_container_refs, &u.sni_container_refs);
             set_enum(&mut l.client_authentication, u.client_authentication);
-            set(&mut l.client_ca_tls_container_ref, &u.client_ca_tls_container_ref);
+            set(
+                &mut l.client_ca_tls_container_ref,
+                &u.client_ca_tls_container_ref,
+            );
             set(&mut l.client_crl_container_ref, &u.client_crl_container_ref);
             set_list(&mut l.allowed_cidrs, &u.allowed_cidrs);
             set(&mut l.tls_ciphers, &u.tls_ciphers);
@@ -121,12 +127,27 @@ impl State {
         }
         let protocol = Protocol::try_from(l.protocol).unwrap_or(Protocol::Unspecified);
         const UNSET: [&str; 21] = [
-            "name", "description", "connection_limit", "default_pool_id", "insert_headers",
-            "timeout_client_data", "timeout_member_connect", "timeout_member_data",
-            "timeout_tcp_inspect", "default_tls_container_ref", "sni_container_refs",
-            "client_authentication", "client_ca_tls_container_ref", "client_crl_container_ref",
-            "allowed_cidrs", "tls_ciphers", "tls_versions", "alpn_protocols", "hsts_max_age",
-            "hsts_include_subdomains", "hsts_preload",
+            "name",
+            "description",
+            "connection_limit",
+            "default_pool_id",
+            "insert_headers",
+            "timeout_client_data",
+            "timeout_member_connect",
+            "timeout_member_data",
+            "timeout_tcp_inspect",
+            "default_tls_container_ref",
+            "sni_container_refs",
+            "client_authentication",
+            "client_ca_tls_container_ref",
+            "client_crl_container_ref",
+            "allowed_cidrs",
+            "tls_ciphers",
+            "tls_versions",
+            "alpn_protocols",
+            "hsts_max_age",
+            "hsts_include_subdomains",
+            "hsts_preload",
         ];
         for name in &r.unset {
             match name.as_str() {
@@ -192,9 +213,16 @@ impl State {
             set_list(&mut p.tags, &u.tags);
         }
         const UNSET: [&str; 10] = [
-            "name", "description", "session_persistence", "tls_container_ref",
-            "ca_tls_container_ref", "crl_container_ref", "tls_ciphers", "tls_versions",
-            "alpn_protocols", "tags",
+            "name",
+            "description",
+            "session_persistence",
+            "tls_container_ref",
+            "ca_tls_container_ref",
+            "crl_container_ref",
+            "tls_ciphers",
+            "tls_versions",
+            "alpn_protocols",
+            "tags",
         ];
         for name in &r.unset {
             match name.as_str() {
@@ -240,7 +268,14 @@ impl State {
             }
             set_list(&mut m.tags, &u.tags);
         }
-        const UNSET: [&str; 6] = ["name", "weight", "backup", "monitor_address", "monitor_port", "tags"];
+        const UNSET: [&str; 6] = [
+            "name",
+            "weight",
+            "backup",
+            "monitor_address",
+            "monitor_port",
+            "tags",
+        ];
         for name in &r.unset {
             match name.as_str() {
                 "name" => m.name.clear(),
@@ -286,8 +321,14 @@ impl State {
             Ok(HealthMonitorType::Http | HealthMonitorType::Https)
         );
         const UNSET: [&str; 8] = [
-            "name", "max_retries_down", "http_method", "url_path", "expected_codes",
-            "http_version", "domain_name", "tags",
+            "name",
+            "max_retries_down",
+            "http_method",
+            "url_path",
+            "expected_codes",
+            "http_version",
+            "domain_name",
+            "tags",
         ];
         for name in &r.unset {
             match name.as_str() {
@@ -364,7 +405,11 @@ impl State {
         }))
     }
 
-    pub(crate) fn update_l7rule(&mut self, ctx: &Ctx, r: &UpdateL7RuleRequest) -> ModelResult<Objects> {
+    pub(crate) fn update_l7rule(
+        &mut self,
+        ctx: &Ctx,
+        r: &UpdateL7RuleRequest,
+    ) -> ModelResult<Objects> {
         let mut rule: L7Rule = self.existing(&r.l7rule_id)?;
         if rule.l7policy_id != r.l7policy_id {
             return Err(ModelError::not_found("L7Rule", &r.l7rule_id));

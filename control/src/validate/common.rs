@@ -22,7 +22,10 @@ pub fn check_len(field: &str, value: &str, max: usize) -> ModelResult<()> {
 pub fn check_name(field: &str, value: &str) -> ModelResult<()> {
     check_len(field, value, MAX_STRING)?;
     if value.chars().any(|c| c.is_control()) {
-        return Err(ModelError::invalid(field, "must not contain control characters"));
+        return Err(ModelError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -47,7 +50,10 @@ pub fn check_tags(tags: &[String]) -> ModelResult<()> {
 /// An IPv4 or IPv6 address.
 pub fn parse_ip(field: &str, value: &str) -> ModelResult<IpAddr> {
     value.parse().map_err(|_| {
-        ModelError::invalid(field, format!("'{value}' is not a valid IPv4 or IPv6 address"))
+        ModelError::invalid(
+            field,
+            format!("'{value}' is not a valid IPv4 or IPv6 address"),
+        )
     })
 }
 

@@ -18,9 +18,16 @@ pub fn healthmonitor(hm: &HealthMonitor) -> ModelResult<()> {
         ));
     }
     if kind == HealthMonitorType::Sctp {
-        return Err(ModelError::invalid("type", "SCTP monitors are not supported by Fulcrum"));
+        return Err(ModelError::invalid(
+            "type",
+            "SCTP monitors are not supported by Fulcrum",
+        ));
     }
-    let min_delay = if kind == HealthMonitorType::UdpConnect { 3 } else { 1 };
+    let min_delay = if kind == HealthMonitorType::UdpConnect {
+        3
+    } else {
+        1
+    };
     check_range("delay", hm.delay.into(), min_delay, 86_400)?;
     check_range("timeout", hm.timeout.into(), 1, 86_400)?;
     check_range("max_retries", hm.max_retries.into(), 1, 10)?;

@@ -43,8 +43,16 @@ pub fn l7policy(p: &L7Policy) -> ModelResult<()> {
                     "is required with action REDIRECT_TO_POOL",
                 ));
             }
-            check_absent("redirect_url", url, "is not valid with action REDIRECT_TO_POOL")?;
-            check_absent("redirect_prefix", prefix, "is not valid with action REDIRECT_TO_POOL")?;
+            check_absent(
+                "redirect_url",
+                url,
+                "is not valid with action REDIRECT_TO_POOL",
+            )?;
+            check_absent(
+                "redirect_prefix",
+                prefix,
+                "is not valid with action REDIRECT_TO_POOL",
+            )?;
             false
         }
         L7PolicyAction::RedirectToUrl => {
@@ -54,8 +62,16 @@ pub fn l7policy(p: &L7Policy) -> ModelResult<()> {
                     "is required with action REDIRECT_TO_URL",
                 ));
             }
-            check_absent("redirect_pool_id", pool, "is not valid with action REDIRECT_TO_URL")?;
-            check_absent("redirect_prefix", prefix, "is not valid with action REDIRECT_TO_URL")?;
+            check_absent(
+                "redirect_pool_id",
+                pool,
+                "is not valid with action REDIRECT_TO_URL",
+            )?;
+            check_absent(
+                "redirect_prefix",
+                prefix,
+                "is not valid with action REDIRECT_TO_URL",
+            )?;
             check_url("redirect_url", &p.redirect_url)?;
             true
         }
@@ -66,8 +82,16 @@ pub fn l7policy(p: &L7Policy) -> ModelResult<()> {
                     "is required with action REDIRECT_PREFIX",
                 ));
             }
-            check_absent("redirect_pool_id", pool, "is not valid with action REDIRECT_PREFIX")?;
-            check_absent("redirect_url", url, "is not valid with action REDIRECT_PREFIX")?;
+            check_absent(
+                "redirect_pool_id",
+                pool,
+                "is not valid with action REDIRECT_PREFIX",
+            )?;
+            check_absent(
+                "redirect_url",
+                url,
+                "is not valid with action REDIRECT_PREFIX",
+            )?;
             check_url("redirect_prefix", &p.redirect_prefix)?;
             true
         }
@@ -99,9 +123,7 @@ fn check_url(field: &str, url: &str) -> ModelResult<()> {
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
     let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    if host.is_none_or(str::is_empty)
-        || url.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if host.is_none_or(str::is_empty) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ModelError::invalid(
             field,
             format!("'{url}' must be an http or https URL with a host, without spaces"),
@@ -122,7 +144,11 @@ fn header_name_ok(key: &str) -> bool {
 fn header_value_ok(value: &str) -> bool {
     static RE: OnceLock<Regex> = OnceLock::new();
     static QUOTED: OnceLock<Regex> = OnceLock::new();
-    regex_of(&RE, r##"\A[a-zA-Z0-9!"#$%&'()*+,\-./:;<=>?@\[\]^_`{|}~\\]+\z"##).is_match(value)
+    regex_of(
+        &RE,
+        r##"\A[a-zA-Z0-9!"#$%&'()*+,\-./:;<=>?@\[\]^_`{|}~\\]+\z"##,
+    )
+    .is_match(value)
         || regex_of(&QUOTED, r#"\A"[^"\r\n]*"\z"#).is_match(value)
 }
 
@@ -166,7 +192,9 @@ pub fn l7rule(r: &L7Rule) -> ModelResult<()> {
     }
     match kind {
         L7RuleType::HostName | L7RuleType::Path | L7RuleType::FileType => {
-            if kind == L7RuleType::FileType && !matches!(compare, CompareType::Regex | CompareType::EqualTo) {
+            if kind == L7RuleType::FileType
+                && !matches!(compare, CompareType::Regex | CompareType::EqualTo)
+            {
                 return Err(ModelError::invalid(
                     "compare_type",
                     "FILE_TYPE rules accept only REGEX and EQUAL_TO",
@@ -180,7 +208,11 @@ pub fn l7rule(r: &L7Rule) -> ModelResult<()> {
             }
         }
         L7RuleType::Header | L7RuleType::Cookie => {
-            let kind_name = if kind == L7RuleType::Header { "HEADER" } else { "COOKIE" };
+            let kind_name = if kind == L7RuleType::Header {
+                "HEADER"
+            } else {
+                "COOKIE"
+            };
             if r.key.is_empty() {
                 return Err(ModelError::invalid(
                     "key",
@@ -190,7 +222,11 @@ pub fn l7rule(r: &L7Rule) -> ModelResult<()> {
             if !header_name_ok(&r.key) {
                 return Err(ModelError::invalid(
                     "key",
-                    format!("'{}' is not a valid {} name", r.key, kind_name.to_lowercase()),
+                    format!(
+                        "'{}' is not a valid {} name",
+                        r.key,
+                        kind_name.to_lowercase()
+                    ),
                 ));
             }
             let ok = regex
@@ -202,7 +238,11 @@ pub fn l7rule(r: &L7Rule) -> ModelResult<()> {
             if !ok {
                 return Err(ModelError::invalid(
                     "value",
-                    format!("'{}' is not a valid {} value", r.value, kind_name.to_lowercase()),
+                    format!(
+                        "'{}' is not a valid {} value",
+                        r.value,
+                        kind_name.to_lowercase()
+                    ),
                 ));
             }
         }

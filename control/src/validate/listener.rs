@@ -99,7 +99,11 @@ pub fn listener(l: &Listener) -> ModelResult<()> {
         )?;
         check_len("insert_headers", value, MAX_STRING)?;
     }
-    check_len("default_tls_container_ref", &l.default_tls_container_ref, MAX_STRING)?;
+    check_len(
+        "default_tls_container_ref",
+        &l.default_tls_container_ref,
+        MAX_STRING,
+    )?;
     for r in &l.sni_container_refs {
         check_len("sni_container_refs", r, MAX_STRING)?;
     }

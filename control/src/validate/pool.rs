@@ -42,8 +42,8 @@ pub fn pool(p: &Pool) -> ModelResult<()> {
         ));
     }
     if let Some(sp) = &p.session_persistence {
-        let kind =
-            SessionPersistenceType::try_from(sp.r#type).unwrap_or(SessionPersistenceType::Unspecified);
+        let kind = SessionPersistenceType::try_from(sp.r#type)
+            .unwrap_or(SessionPersistenceType::Unspecified);
         let udp = protocol == Protocol::Udp;
         match kind {
             SessionPersistenceType::Unspecified => {
@@ -67,7 +67,11 @@ pub fn pool(p: &Pool) -> ModelResult<()> {
                     "is required for APP_COOKIE persistence",
                 ));
             }
-            check_len("session_persistence.cookie_name", &sp.cookie_name, MAX_STRING)?;
+            check_len(
+                "session_persistence.cookie_name",
+                &sp.cookie_name,
+                MAX_STRING,
+            )?;
             if !sp.cookie_name.bytes().all(is_cookie_name_byte) {
                 return Err(ModelError::invalid(
                     "session_persistence.cookie_name",
@@ -93,7 +97,12 @@ pub fn pool(p: &Pool) -> ModelResult<()> {
             )?;
         }
         if let Some(t) = sp.persistence_timeout {
-            check_range("session_persistence.persistence_timeout", t.into(), 0, i32::MAX.into())?;
+            check_range(
+                "session_persistence.persistence_timeout",
+                t.into(),
+                0,
+                i32::MAX.into(),
+            )?;
         }
         if !sp.persistence_granularity.is_empty() {
             let mask = parse_ip(
@@ -116,7 +125,10 @@ pub fn pool(p: &Pool) -> ModelResult<()> {
         check_len(field, value, MAX_STRING)?;
     }
     if !p.crl_container_ref.is_empty() && p.ca_tls_container_ref.is_empty() {
-        return Err(ModelError::invalid("crl_container_ref", "needs ca_tls_container_ref"));
+        return Err(ModelError::invalid(
+            "crl_container_ref",
+            "needs ca_tls_container_ref",
+        ));
     }
     check_ciphers("tls_ciphers", &p.tls_ciphers)?;
     check_members_of("tls_versions", &p.tls_versions, &TLS_VERSIONS)?;

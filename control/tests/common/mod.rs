@@ -107,7 +107,13 @@ pub fn hm_create(pool: &str, kind: HealthMonitorType) -> HealthMonitorCreate {
     }
 }
 
-pub fn rule_create(policy: &str, kind: L7RuleType, compare: CompareType, key: &str, value: &str) -> L7RuleCreate {
+pub fn rule_create(
+    policy: &str,
+    kind: L7RuleType,
+    compare: CompareType,
+    key: &str,
+    value: &str,
+) -> L7RuleCreate {
     L7RuleCreate {
         l7policy_id: policy.into(),
         r#type: kind as i32,

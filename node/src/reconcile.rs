@@ -1,0 +1,176 @@
+//! Keeps this node's data plane converged to the committed model, and feeds back what the
+//! data plane observed: once the model revision is applied, the leader confirms it (pending
+//! objects turn ACTIVE); health-monitor results become members' operating status. Both are
+//! written through Raft, and only on change.
+//!
+//! Today only the leader's own data plane confirms revisions and reports health; collecting
+//! every node's applied revision belongs with VIP ownership (the VIP owner's view matters).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fulcrum_control::api::StatsSource;
+use fulcrum_dataplane::{Dataplane, DataplaneConfig, OperatingStatus as DpStatus};
+use fulcrum_proto::internal::{command, Command, ConfirmApplied, MemberHealth};
+use fulcrum_proto::v1::{Member, OperatingStatus, Quota, Stats};
+use fulcrum_raft::{RaftNode, Role};
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::replica::ModelApp;
+use crate::translate;
+
+/// How often the loop looks again without a new revision (leadership changes, quota defaults).
+const TICK: Duration = Duration::from_secs(1);
+/// How long health events are gathered into one report.
+const HEALTH_BATCH: Duration = Duration::from_millis(100);
+
+async fn propose(raft: &RaftNode<ModelApp>, op: command::Op) {
+    let command = Command {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        now: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        op: Some(op),
+    };
+    if let Err(e) = raft.write(command.encode_to_vec()).await {
+        tracing::debug!(error = %e, "background proposal failed; will retry");
+    }
+}
+
+fn is_leader(raft: &RaftNode<ModelApp>) -> bool {
+    raft.status().role == Role::Leader
+}
+
+/// Applies every new model revision to the data plane and confirms it.
+pub async fn run(
+    raft: RaftNode<ModelApp>,
+    dataplane: Dataplane,
+    quota_defaults: Quota,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut applied = raft.applied_index();
+    let mut current: Option<DataplaneConfig> = None;
+    loop {
+        let revision = *applied.borrow_and_update();
+        let translated = raft.read_local(|app| translate::translate(&app.state));
+        if current.as_ref() != Some(&translated.config) {
+            for note in &translated.skipped {
+                tracing::warn!(
+                    listener = note.listener_id,
+                    reason = note.reason,
+                    "listener not served by the data plane"
+                );
+            }
+            for note in &translated.warnings {
+                tracing::warn!(
+                    listener = note.listener_id,
+                    reason = note.reason,
+                    "part of a listener not served"
+                );
+            }
+            for r in dataplane.apply(translated.config.clone()).await {
+                if let Err(e) = r.outcome {
+                    tracing::error!(listener = r.listener_id, error = %e, "listener could not be applied");
+                }
+            }
+            current = Some(translated.config);
+        }
+        if is_leader(&raft) {
+            let (pending, defaults) = raft.read_local(|app| {
+                (
+                    app.state.pending_up_to(revision),
+                    app.state.quota_defaults().clone(),
+                )
+            });
+            if pending {
+                propose(
+                    &raft,
+                    command::Op::ConfirmApplied(ConfirmApplied { revision }),
+                )
+                .await;
+            }
+            if defaults != quota_defaults {
+                propose(&raft, command::Op::SetQuotaDefaults(quota_defaults.clone())).await;
+            }
+        }
+        tokio::select! {
+            r = applied.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn model_status(s: DpStatus) -> OperatingStatus {
+    match s {
+        DpStatus::Online => OperatingStatus::Online,
+        DpStatus::Error => OperatingStatus::Error,
+        DpStatus::Draining => OperatingStatus::Draining,
+        DpStatus::Offline => OperatingStatus::Offline,
+        DpStatus::NoMonitor => OperatingStatus::NoMonitor,
+    }
+}
+
+/// Writes members' health as the data plane sees it into the model, when it differs.
+pub async fn report_health(
+    raft: RaftNode<ModelApp>,
+    dataplane: Dataplane,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = dataplane.subscribe_health();
+    loop {
+        if is_leader(&raft) {
+            let observed = dataplane.member_health();
+            let changed: HashMap<String, i32> = raft.read_local(|app| {
+                observed
+                    .iter()
+                    .filter_map(|(id, s)| {
+                        let status = model_status(*s) as i32;
+                        let m = app.state.get::<Member>(id)?;
+                        (m.operating_status != status
+                            && matches!(
+                                model_status(*s),
+                                OperatingStatus::Online
+                                    | OperatingStatus::Error
+                                    | OperatingStatus::Draining
+                            ))
+                        .then(|| (id.clone(), status))
+                    })
+                    .collect()
+            });
+            if !changed.is_empty() {
+                propose(
+                    &raft,
+                    command::Op::MemberHealth(MemberHealth { statuses: changed }),
+                )
+                .await;
+            }
+        }
+        let event = tokio::select! {
+            _ = events.recv() => true,
+            _ = tokio::time::sleep(TICK) => false,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        if event {
+            tokio::time::sleep(HEALTH_BATCH).await;
+        }
+    }
+}
+
+/// Traffic counters of this node's data plane.
+pub struct DataplaneStats(pub Dataplane);
+
+impl StatsSource for DataplaneStats {
+    fn listener_stats(&self, listener_id: &str) -> Stats {
+        self.0
+            .stats()
+            .get(listener_id)
+            .map(|s| Stats {
+                bytes_in: s.bytes_in,
+                bytes_out: s.bytes_out,
+                active_connections: s.active_connections,
+                total_connections: s.total_connections,
+                request_errors: s.request_errors,
+            })
+            .unwrap_or_default()
+    }
+}

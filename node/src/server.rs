@@ -1,0 +1,148 @@
+//! A running node: Raft on the peer port, the admin API on the admin port (with gRPC
+//! reflection and health, so grpcurl works with no .proto files), the data plane and the
+//! loops that keep it converged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use fulcrum_control::api::{Api, ApiConfig};
+use fulcrum_dataplane::Dataplane;
+use fulcrum_proto::v1::cluster_service_server::ClusterServiceServer;
+use fulcrum_proto::v1::health_monitor_service_server::HealthMonitorServiceServer;
+use fulcrum_proto::v1::l7_policy_service_server::L7PolicyServiceServer;
+use fulcrum_proto::v1::l7_rule_service_server::L7RuleServiceServer;
+use fulcrum_proto::v1::listener_service_server::ListenerServiceServer;
+use fulcrum_proto::v1::load_balancer_service_server::LoadBalancerServiceServer;
+use fulcrum_proto::v1::member_service_server::MemberServiceServer;
+use fulcrum_proto::v1::pool_service_server::PoolServiceServer;
+use fulcrum_proto::v1::quota_service_server::QuotaServiceServer;
+use fulcrum_raft::{RaftConfig, RaftNode};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Checked;
+use crate::reconcile;
+use crate::replica::{ModelApp, RaftStore};
+
+async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for the {what} on {addr}"))
+}
+
+/// Runs a node until `outer_shutdown` turns true (or the admin server fails); then stops
+/// accepting, drains and returns.
+pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let file = &config.file;
+    // One internal signal, raised by the caller's or by a failing admin server.
+    let (stop_tx, shutdown) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    tokio::spawn({
+        let (mut outer, stop_tx) = (outer_shutdown, stop_tx.clone());
+        async move {
+            let _ = outer.wait_for(|s| *s).await;
+            let _ = stop_tx.send(true);
+        }
+    });
+    std::fs::create_dir_all(&file.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", file.data_dir.display()))?;
+    let peer_listener = bind("Raft peers", file.peer_listen).await?;
+    let admin_listener = bind("admin API", file.admin_listen).await?;
+
+    let mut raft_config = RaftConfig::new(
+        file.node_id,
+        file.data_dir.join("raft"),
+        config.peer_advertise.clone(),
+        config.members.clone(),
+    );
+    raft_config.heartbeat_ms = file.raft.heartbeat_ms;
+    raft_config.election_timeout_min_ms = file.raft.election_timeout_min_ms;
+    raft_config.election_timeout_max_ms = file.raft.election_timeout_max_ms;
+    let raft = RaftNode::start(raft_config, ModelApp::default())
+        .await
+        .context("cannot start Raft")?;
+
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let peer = tokio::spawn({
+        let raft = raft.clone();
+        let rx = shutdown.clone();
+        async move { raft.serve_peer(peer_listener, stop(rx)).await }
+    });
+    raft.initialize_if_fresh()
+        .await
+        .context("cannot initialize the cluster")?;
+
+    let dataplane = Dataplane::new(stop(shutdown.clone()));
+    let store = RaftStore { raft: raft.clone() };
+    let api = Api::new(
+        store,
+        ApiConfig {
+            tokens: config.tokens.clone(),
+            vip_subnets: config.vip_subnets.clone(),
+        },
+        Some(Arc::new(reconcile::DataplaneStats(dataplane.clone()))),
+    );
+    let loops = [
+        tokio::spawn(reconcile::run(
+            raft.clone(),
+            dataplane.clone(),
+            config.quota_defaults.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(reconcile::report_health(
+            raft.clone(),
+            dataplane.clone(),
+            shutdown.clone(),
+        )),
+    ];
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fulcrum_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("reflection service")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fulcrum_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("reflection service")?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<LoadBalancerServiceServer<Api<RaftStore>>>()
+        .await;
+
+    tracing::info!(
+        node_id = file.node_id,
+        admin = %file.admin_listen,
+        peer = %file.peer_listen,
+        "fulcrum node serving"
+    );
+    let incoming =
+        tonic::transport::server::TcpIncoming::from(admin_listener).with_nodelay(Some(true));
+    let admin = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(LoadBalancerServiceServer::new(api.clone()))
+        .add_service(ListenerServiceServer::new(api.clone()))
+        .add_service(PoolServiceServer::new(api.clone()))
+        .add_service(MemberServiceServer::new(api.clone()))
+        .add_service(HealthMonitorServiceServer::new(api.clone()))
+        .add_service(L7PolicyServiceServer::new(api.clone()))
+        .add_service(L7RuleServiceServer::new(api.clone()))
+        .add_service(QuotaServiceServer::new(api.clone()))
+        .add_service(ClusterServiceServer::new(api))
+        .serve_with_incoming_shutdown(incoming, stop(shutdown.clone()));
+    let result = admin.await.context("admin API server");
+    let _ = stop_tx.send(true);
+    for task in loops {
+        let _ = task.await;
+    }
+    raft.shutdown().await.context("Raft shutdown")?;
+    let _ = peer.await;
+    tracing::info!(node_id = file.node_id, "fulcrum node stopped");
+    result
+}
