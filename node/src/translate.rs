@@ -1111,7 +1111,7 @@ mod tests {
         prefix.redirect_prefix = "https://example.org".into();
         prefix.redirect_http_code = 308;
         let reject = policy("a-reject", "l1", 7, L7PolicyAction::Reject);
-        let mut off = |id: &str, policy: &str| L7Rule {
+        let off = |id: &str, policy: &str| L7Rule {
             admin_state_up: false,
             ..path_rule(id, policy)
         };
