@@ -31,7 +31,13 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:9876";
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConnectionArgs {
     /// Admin API endpoint, e.g. http://127.0.0.1:9876.
-    #[arg(long, global = true, env = "FULCRUM_ENDPOINT", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "FULCRUM_ENDPOINT",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub endpoint: Option<String>,
     /// Bearer token sent with every call.
     #[arg(

@@ -390,7 +390,7 @@ fn yaml_str(s: &str) -> String {
     );
     let first = s.chars().next().unwrap_or(' ');
     let needs_quote = reserved
-        || first.is_ascii_digit()
+        || (first.is_ascii_digit() && s.chars().all(|c| "0123456789-+:._ eEtTzZ".contains(c)))
         || "-+.!&*?|>'\"%@`#,[]{}:= ".contains(first)
         || s.ends_with(' ')
         || s.ends_with(':')
@@ -572,6 +572,11 @@ mod tests {
             yaml_field("tags", &Value::Lines(vec!["a".into(), "b".into()])),
             "tags:\n- a\n- b\n"
         );
+        assert_eq!(
+            yaml_field("name", &Value::str("80_listener")),
+            "name: 80_listener\n"
+        );
+        assert_eq!(yaml_field("port", &Value::str("80")), "port: '80'\n");
         assert_eq!(
             yaml_field("pools", &Value::IdList(vec!["p".into()])),
             "pools:\n- id: p\n"
