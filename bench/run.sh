@@ -124,7 +124,7 @@ worker_processes 1;
 worker_rlimit_nofile $NOFILE;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
-events { worker_connections 30000; }
+events { worker_connections $((NOFILE - 100)); }
 http {
     access_log off;
     client_body_temp_path $WORK/nginx/tmp;
@@ -264,6 +264,9 @@ stop_proxy() { stop_pid "$PROXY_PID"; PROXY_PID=; }
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, all threads
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_stat() {  # cpu_stat CPU: "busy_ticks total_ticks" from /proc/stat
+    awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t}' /proc/stat
+}
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }  # scenario metric proxy rep value
 
 # wrk_run SCENARIO PROXY REP CONNS URL [extra wrk args...]
@@ -273,43 +276,52 @@ wrk_run() {
     if ((WARMUP > 0)); then
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" -H "Host: $HOST_RULE" "$@" "$url" >/dev/null 2>&1 || true
     fi
-    local t0 t1 txt=$WORK/wrk-$sc-$px-$rep.txt
+    local t0 t1 l0 l1 txt=$WORK/wrk-$sc-$px-$rep.txt
     t0=$(cpu_ticks "$PROXY_PID")
+    l0=$(cpu_stat "$LOAD_CPU")
     taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency -H "Host: $HOST_RULE" "$@" "$url" >"$txt"
     t1=$(cpu_ticks "$PROXY_PID")
-    python3 - "$sc" "$px" "$rep" "$((t1 - t0))" "$CLK_TCK" "$DURATION" "$txt" <<'EOF' >>"$RESULTS"
+    l1=$(cpu_stat "$LOAD_CPU")
+    python3 - "$sc" "$px" "$rep" "$((t1 - t0))" "$CLK_TCK" "$DURATION" "$txt" "$l0" "$l1" <<'EOF' >>"$RESULTS"
 import re, sys
 sc, px, rep, ticks, hz, dur, path = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
+(lb0, lt0), (lb1, lt1) = (map(int, a.split()) for a in sys.argv[8:10])
+load_pct = (lb1 - lb0) / max(lt1 - lt0, 1) * 100
 out = open(path).read()
 def us(v):
     m = re.match(r"([\d.]+)(us|ms|s)", v)
     return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
 reqs = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-p50 = us(re.search(r"50%\s+(\S+)", out).group(1))
-p99 = us(re.search(r"99%\s+(\S+)", out).group(1))
-bad = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+p50 = us(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+p99 = us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+bad = sum(int(x) for x in m.groups()) if m else 0
 bad += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
 cpu = ticks / hz
 per_req = cpu / reqs * 1e6 if reqs else 0.0
 for k, v in [("rps", rps), ("p50_us", p50), ("p99_us", p99), ("cpu_us_per_req", per_req),
-             ("proxy_cpu_pct", cpu / dur * 100), ("errors", bad)]:
+             ("proxy_cpu_pct", cpu / dur * 100), ("load_cpu_pct", load_pct), ("errors", bad)]:
     print(f"{sc}\t{k}\t{px}\t{rep}\t{v:.3f}")
 print(f"[{px} {sc} #{rep}] {rps:.0f} req/s, p50 {p50:.0f} us, p99 {p99:.0f} us, "
-      f"{per_req:.1f} us CPU/req, proxy CPU {cpu / dur * 100:.0f} %, errors {bad}", file=sys.stderr)
+      f"{per_req:.1f} us CPU/req, proxy CPU {cpu / dur * 100:.0f} %, load CPU {load_pct:.0f} %, errors {bad}", file=sys.stderr)
 EOF
 }
 
 # iperf_run SCENARIO PROXY REP STREAMS
 iperf_run() {
-    local sc=$1 px=$2 rep=$3 streams=$4 t0 t1
+    local sc=$1 px=$2 rep=$3 streams=$4 t0 t1 l0 l1
     t0=$(cpu_ticks "$PROXY_PID")
+    l0=$(cpu_stat "$LOAD_CPU")
     taskset -c "$LOAD_CPU" iperf3 -c 127.0.0.1 -p "$IPERF_PROXY_PORT" -t "$DURATION" -P "$streams" -J \
         >"$WORK/iperf-$sc-$px-$rep.json" 2>&1 || { log "iperf3 failed: $(tail -5 "$WORK/iperf-$sc-$px-$rep.json")"; return 0; }
     t1=$(cpu_ticks "$PROXY_PID")
-    python3 - "$sc" "$px" "$rep" "$((t1 - t0))" "$CLK_TCK" "$WORK/iperf-$sc-$px-$rep.json" <<'EOF' >>"$RESULTS"
+    l1=$(cpu_stat "$LOAD_CPU")
+    python3 - "$sc" "$px" "$rep" "$((t1 - t0))" "$CLK_TCK" "$WORK/iperf-$sc-$px-$rep.json" "$l0" "$l1" <<'EOF' >>"$RESULTS"
 import json, sys
 sc, px, rep, ticks, hz, path = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+(lb0, lt0), (lb1, lt1) = (map(int, a.split()) for a in sys.argv[7:9])
+load_pct = (lb1 - lb0) / max(lt1 - lt0, 1) * 100
 end = json.load(open(path))["end"]
 bps = end["sum_received"]["bits_per_second"]
 nbytes = end["sum_received"]["bytes"]
@@ -318,7 +330,8 @@ cpu = ticks / hz
 print(f"{sc}\tgbit_s\t{px}\t{rep}\t{bps / 1e9:.3f}")
 print(f"{sc}\tcpu_s_per_gib\t{px}\t{rep}\t{cpu / (nbytes / 2**30):.4f}")
 print(f"{sc}\tproxy_cpu_pct\t{px}\t{rep}\t{cpu / secs * 100:.1f}")
-print(f"[{px} {sc} #{rep}] {bps / 1e9:.2f} Gbit/s, {cpu / (nbytes / 2**30):.3f} CPU s/GiB, proxy CPU {cpu / secs * 100:.0f} %", file=sys.stderr)
+print(f"{sc}\tload_cpu_pct\t{px}\t{rep}\t{load_pct:.1f}")
+print(f"[{px} {sc} #{rep}] {bps / 1e9:.2f} Gbit/s, {cpu / (nbytes / 2**30):.3f} CPU s/GiB, proxy CPU {cpu / secs * 100:.0f} %, load CPU {load_pct:.0f} %", file=sys.stderr)
 EOF
 }
 

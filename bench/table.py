@@ -32,9 +32,9 @@ ROWS = [
     ("iperf8", "gbit_s", "TCP iperf3 8 streams, Gbit/s", True, 1.0),
     ("iperf8", "cpu_s_per_gib", "TCP iperf3 8 streams, proxy CPU s/GiB", False, None),
     ("rss_l7", "rss_base_mib", "RSS MiB, no connections", False, None),
-    ("rss_l7", "rss_mib", "RSS MiB, {conns} idle conns, L7 listener", False, 1.0),
+    ("rss_l7", "rss_mib", "RSS MiB, {conns} idle conns, L7 listener", False, None),
     ("rss_l7", "kib_per_conn", "L7 idle conn, KiB RSS each", False, None),
-    ("rss_l4", "rss_mib", "RSS MiB, {conns} idle conns, L4 listener", False, 1.0),
+    ("rss_l4", "rss_mib", "RSS MiB, {conns} idle conns, L4 listener", False, None),
     ("rss_l4", "kib_per_conn", "L4 idle conn, KiB RSS each", False, None),
 ]
 INFO = [  # how busy the proxy's core was: below ~95 % the load side was the bottleneck
@@ -94,6 +94,9 @@ def main():
         if h is None and f is None:
             continue
         rows.append((f"{sc}: proxy core busy %", fmt(h), fmt(f), "", "(info)", ""))
+        h, f = median(sc, "load_cpu_pct", "haproxy"), median(sc, "load_cpu_pct", "fulcrum")
+        if h is not None or f is not None:
+            rows.append((f"{sc}: load core busy %", fmt(h), fmt(f), "", "(info)", ""))
     errs = {(sc, p): sum(v for _, v in vals) for (sc, m, p), vals in data.items() if m == "errors"}
 
     w = max(len(r[0]) for r in rows) if rows else 10

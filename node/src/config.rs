@@ -359,7 +359,7 @@ last = "127.0.10.250"
             ("role = \"admin\"", "role = \"root\"", "unknown variant `root`"),
             ("cidr = \"127.0.10.0/24\"", "cidr = \"127.0.10.0/40\"", "vip_subnets[0]"),
             ("first = \"127.0.10.10\"", "first = \"127.0.11.10\"", "vip_subnets[0]"),
-            ("data_dir = \"/tmp/x\"", "data_dir = \"/tmp/x\"\n[raft]\nheartbeat_ms = 500\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600", "raft"),
+            ("last = \"127.0.10.250\"", "last = \"127.0.10.250\"\n[raft]\nheartbeat_ms = 500\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600", "raft"),
         ];
         for (from, to, needle) in cases {
             assert!(GOOD.contains(from), "{from}");

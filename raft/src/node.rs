@@ -68,7 +68,9 @@ pub(crate) struct Inner<A: App> {
     /// Set to `true` by [`RaftNode::shutdown`]; stops `serve_peer`.
     stopped: watch::Sender<bool>,
     /// The database, to wait for it to close on shutdown.
-    db: Weak<DB>,
+    db: Weak<store::Db>,
+    /// Receives a message once RocksDB has finished closing.
+    db_closed: Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
 /// An operation that must run on the leader.
@@ -173,7 +175,8 @@ impl<A: App> RaftNode<A> {
                 config.data_dir.display()
             ))
         })?;
-        let db = Arc::new(open_db_with_retry(&config).await?);
+        let (db, db_closed) = store::Db::new(open_db_with_retry(&config).await?);
+        let db = Arc::new(db);
         let persisted = store::read_persisted_state(&db)
             .map_err(|e| RaftError::Storage(format!("read state machine: {e}")))?;
         let applied_index = persisted
@@ -219,6 +222,7 @@ impl<A: App> RaftNode<A> {
                 leader_contact: Mutex::new(None),
                 stopped: watch::channel(false).0,
                 db: weak_db,
+                db_closed: Mutex::new(db_closed),
             }),
         })
     }
@@ -431,7 +435,14 @@ impl<A: App> RaftNode<A> {
             .await
             .map_err(|e| RaftError::Fatal(format!("raft core task failed: {e}")))?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.inner.db.strong_count() > 0 {
+        let closed = || {
+            self.inner
+                .db_closed
+                .lock()
+                .map(|rx| rx.try_recv() != Err(std::sync::mpsc::TryRecvError::Empty))
+                .unwrap_or(true)
+        };
+        while self.inner.db.strong_count() > 0 || !closed() {
             if Instant::now() >= deadline {
                 tracing::warn!(
                     node_id = self.inner.id,

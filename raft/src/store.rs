@@ -125,6 +125,43 @@ where
     tokio::task::spawn_blocking(f).await.map_err(io_err)?
 }
 
+/// The database handle. RocksDB closes in `Drop`, on whichever thread drops the last handle;
+/// a process that exits while that runs aborts ("terminate called without an active
+/// exception"), so `Db` reports when the close has finished.
+pub(crate) struct Db {
+    db: Option<DB>,
+    closed: mpsc::SyncSender<()>,
+}
+
+impl Db {
+    /// Wraps an open database; `closed` receives a message once it is fully closed.
+    pub(crate) fn new(db: DB) -> (Self, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        (
+            Self {
+                db: Some(db),
+                closed: tx,
+            },
+            rx,
+        )
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = DB;
+    fn deref(&self) -> &DB {
+        // Only `drop` takes the database out.
+        self.db.as_ref().expect("database is open until dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        let _ = self.closed.send(());
+    }
+}
+
 /// Open (or create) the RocksDB database with all column families.
 pub(crate) fn open_db(path: &Path) -> Result<DB, rocksdb::Error> {
     let mut opts = Options::default();
@@ -172,7 +209,7 @@ pub(crate) fn read_persisted_state(db: &DB) -> io::Result<PersistedState> {
 
 /// Raft log and vote storage.
 pub(crate) struct LogStore {
-    db: Arc<DB>,
+    db: Arc<Db>,
     /// Callbacks waiting for the WAL fsync that covers their append.
     syncer: mpsc::Sender<IOFlushed<TypeConfig>>,
 }
@@ -180,7 +217,7 @@ pub(crate) struct LogStore {
 impl LogStore {
     /// Create the log store and start its syncer thread. The thread exits when the store is
     /// dropped.
-    pub(crate) fn new(db: Arc<DB>) -> io::Result<Self> {
+    pub(crate) fn new(db: Arc<Db>) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
         let sync_db = db.clone();
         std::thread::Builder::new()
@@ -309,7 +346,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 /// Reads log entries and the vote; used by openraft's replication tasks.
 pub(crate) struct LogReader {
-    db: Arc<DB>,
+    db: Arc<Db>,
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -381,7 +418,7 @@ pub(crate) fn read_app<A>(shared: &SmShared<A>) -> std::sync::RwLockReadGuard<'_
 
 /// The replicated state machine: applies entries to the [`App`] and persists its changes.
 pub(crate) struct StateMachineStore<A: App> {
-    db: Arc<DB>,
+    db: Arc<Db>,
     shared: Arc<SmShared<A>>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
@@ -389,7 +426,7 @@ pub(crate) struct StateMachineStore<A: App> {
 
 impl<A: App> StateMachineStore<A> {
     pub(crate) fn new(
-        db: Arc<DB>,
+        db: Arc<Db>,
         shared: Arc<SmShared<A>>,
         last_applied: Option<LogId>,
         last_membership: StoredMembership,
@@ -558,7 +595,7 @@ impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
 
 /// Builds a snapshot from state captured by [`StateMachineStore::get_snapshot_builder`].
 pub(crate) struct SnapshotBuilder {
-    db: Arc<DB>,
+    db: Arc<Db>,
     lock: Arc<dyn SnapshotLock>,
     meta: SnapshotMeta,
     records: Vec<(Vec<u8>, Vec<u8>)>,

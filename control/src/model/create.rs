@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use fulcrum_proto::internal::Objects;
-use fulcrum_proto::v1::{HealthMonitor, Listener, LoadBalancer, OperatingStatus, Pool};
+use fulcrum_proto::v1::{HealthMonitor, Listener, OperatingStatus, Pool};
 
 use super::apply::Ctx;
 use super::{Kind, Object, Rel, State};
@@ -17,10 +17,7 @@ impl State {
         for lb in &objects.loadbalancers {
             validate::loadbalancer(lb)?;
             self.check_new_id(lb)?;
-            if let Some(other) = self
-                .all::<LoadBalancer>()
-                .find(|o| o.vip_address == lb.vip_address)
-            {
+            if let Some(other) = self.loadbalancer_by_vip(&lb.vip_address) {
                 return Err(ModelError::Conflict(format!(
                     "vip_address {} is already used by load balancer {}",
                     lb.vip_address, other.id

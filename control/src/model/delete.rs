@@ -33,7 +33,8 @@ impl State {
         self.require::<LoadBalancer>(id)?;
         let listeners = self.ids_of(id, Rel::ListenerOf);
         let pools = self.ids_of(id, Rel::PoolOf);
-        if !cascade && !(listeners.is_empty() && pools.is_empty()) {
+        let childless = listeners.is_empty() && pools.is_empty();
+        if !cascade && !childless {
             return Err(ModelError::Precondition(format!(
                 "cannot delete load balancer {id}: it has {} listener(s) and {} pool(s); delete them first or use cascade",
                 listeners.len(),

@@ -48,6 +48,8 @@ pub struct State {
     refs: BTreeSet<(String, Rel, String)>,
     /// Derived: objects per (project, kind).
     usage: BTreeMap<(String, Kind), i32>,
+    /// Derived: load balancer id by VIP address.
+    vips: BTreeMap<String, String>,
     /// Derived: objects in a PENDING_* state, by the revision that made them pending.
     pending: BTreeSet<(u64, Kind, String)>,
     /// Applied request ids with their encoded results, oldest first.
@@ -135,7 +137,15 @@ impl State {
         Some(prior)
     }
 
+    /// The load balancer that uses a VIP address.
+    pub fn loadbalancer_by_vip(&self, vip: &str) -> Option<&LoadBalancer> {
+        self.vips.get(vip).and_then(|id| self.loadbalancers.get(id))
+    }
+
     fn index<T: Object>(&mut self, object: &T) {
+        if let Some(lb) = (object as &dyn std::any::Any).downcast_ref::<LoadBalancer>() {
+            self.vips.insert(lb.vip_address.clone(), lb.id.clone());
+        }
         for (target, rel) in object.refs() {
             self.refs.insert((target, rel, object.id().to_string()));
         }
@@ -150,6 +160,9 @@ impl State {
     }
 
     fn unindex<T: Object>(&mut self, object: &T) {
+        if let Some(lb) = (object as &dyn std::any::Any).downcast_ref::<LoadBalancer>() {
+            self.vips.remove(&lb.vip_address);
+        }
         for (target, rel) in object.refs() {
             self.refs.remove(&(target, rel, object.id().to_string()));
         }
