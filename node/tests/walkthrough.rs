@@ -386,3 +386,85 @@ async fn readme_walkthroughs_through_fulcrum_dev_and_the_cli() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// What grpcurl needs: server reflection lists the services and serves their descriptors,
+/// and grpc.health.v1 answers, all without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_and_health_serve_grpcurl() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let channel = loop {
+        match tonic::transport::Channel::from_shared(dev.endpoint.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "API never came up: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let ask = |m: MessageRequest| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(m),
+    };
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let requests = tokio_stream::iter(vec![
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "fulcrum.v1.LoadBalancerService".into(),
+        )),
+    ]);
+    let mut answers = reflection
+        .server_reflection_info(requests)
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "fulcrum.v1.LoadBalancerService",
+        "fulcrum.v1.ListenerService",
+        "fulcrum.v1.PoolService",
+        "fulcrum.v1.MemberService",
+        "fulcrum.v1.HealthMonitorService",
+        "fulcrum.v1.L7PolicyService",
+        "fulcrum.v1.L7RuleService",
+        "fulcrum.v1.QuotaService",
+        "fulcrum.v1.ClusterService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == service),
+            "{service} missing from {names:?}"
+        );
+    }
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no descriptors");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status, 1, "SERVING");
+}
