@@ -288,3 +288,42 @@ async fn batch_member_update_matches_on_address_and_port() {
         "not found",
     );
 }
+
+#[tokio::test]
+async fn retries_with_a_request_id_apply_once() {
+    let api = api();
+    let with_id = |id: &str, vip: &str| {
+        let mut r = req(ALICE, lb_create("retried", vip));
+        r.metadata_mut().insert("x-request-id", id.parse().unwrap());
+        r
+    };
+    let first = api
+        .create_load_balancer(with_id("req-1", "10.0.0.50"))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = api
+        .create_load_balancer(with_id("req-1", "10.0.0.50"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.id, again.id, "a retry returns the first result");
+    let other = api
+        .create_load_balancer(with_id("req-2", "10.0.0.51"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(first.id, other.id);
+    // Another project's identical request id is a different request.
+    let mut bobs = req(BOB, lb_create("bob", "10.0.0.52"));
+    bobs.metadata_mut()
+        .insert("x-request-id", "req-1".parse().unwrap());
+    let bob = api.create_load_balancer(bobs).await.unwrap().into_inner();
+    assert_eq!(bob.project_id, "bob");
+    let all = api
+        .list_load_balancers(req(ADMIN, ListLoadBalancersRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.loadbalancers.len(), 3);
+}

@@ -59,6 +59,9 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
     raft_config.heartbeat_ms = file.raft.heartbeat_ms;
     raft_config.election_timeout_min_ms = file.raft.election_timeout_min_ms;
     raft_config.election_timeout_max_ms = file.raft.election_timeout_max_ms;
+    // Building a snapshot copies the whole model; at a few thousand writes/s every 20,000
+    // entries is every several seconds, and the log kept meanwhile is small.
+    raft_config.snapshot_every_logs = 20_000;
     let raft = RaftNode::start(raft_config, ModelApp::default())
         .await
         .context("cannot start Raft")?;

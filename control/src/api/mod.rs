@@ -106,8 +106,9 @@ impl<S: Store> Api<S> {
         self.read(f).await?
     }
 
-    /// Proposes an operation; the request id comes from `x-request-id` metadata when the
-    /// client sets one (so its retries apply once), else it is new.
+    /// Proposes an operation. A client that sets `x-request-id` metadata gets its retries of
+    /// the same request applied once (the model remembers the result per id); without it the
+    /// command carries no id and nothing is remembered.
     async fn propose<T>(
         &self,
         request: &Request<T>,
@@ -120,7 +121,7 @@ impl<S: Store> Api<S> {
             .and_then(|v| v.to_str().ok())
         {
             Some(id) if !id.is_empty() => format!("{}:{id}", caller.project_id),
-            _ => uuid::Uuid::new_v4().to_string(),
+            _ => String::new(),
         };
         let command = Command {
             request_id,
