@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod dev;
+mod ownership;
 mod reconcile;
 mod replica;
 mod server;

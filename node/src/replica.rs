@@ -48,6 +48,8 @@ impl App for ModelApp {
 #[derive(Clone)]
 pub struct RaftStore {
     pub raft: RaftNode<ModelApp>,
+    /// How long without an acknowledgement before the leader counts a node as gone.
+    pub dead_after: std::time::Duration,
 }
 
 fn store_error(e: RaftError) -> StoreError {
@@ -102,6 +104,23 @@ impl Store for RaftStore {
                 .and_then(|p| p.matched_index)
                 .unwrap_or(0)
         };
+        let placements = self.raft.read_local(crate::ownership::placements);
+        let vips_of = |id: u64| -> Vec<String> {
+            placements
+                .iter()
+                .filter(|p| p.owner == Some(id))
+                .map(|p| p.loadbalancer_id.clone())
+                .collect()
+        };
+        let leader = s.role == Role::Leader;
+        let alive = crate::ownership::alive_nodes(&s, std::time::Duration::MAX, self.dead_after);
+        let contact_ms = |id: u64| {
+            s.replication
+                .as_ref()
+                .and_then(|r| r.get(&id))
+                .and_then(|p| p.last_ack_age)
+                .map_or(0, |a| a.as_millis() as u64)
+        };
         let nodes = s
             .voters
             .iter()
@@ -113,7 +132,10 @@ impl Store for RaftStore {
                 role: role_of(*id) as i32,
                 voter,
                 matched_index: matched(*id),
-                vips: Vec::new(),
+                vips: vips_of(*id),
+                last_contact_ms: contact_ms(*id),
+                // Only the leader sees every node's contact; elsewhere report what is known.
+                healthy: !leader || alive.contains(id),
             })
             .collect();
         ClusterStatus {

@@ -2,8 +2,10 @@
 //! reflection and health, so grpcurl works with no .proto files), the data plane and the
 //! loops that keep it converged.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use fulcrum_control::api::{Api, ApiConfig};
@@ -22,8 +24,21 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Checked;
+use crate::ownership::{self, HeldVip, OwnershipTimings, VipHolder};
 use crate::reconcile;
 use crate::replica::{ModelApp, RaftStore};
+
+/// Holds VIPs by logging only (until the host VIP manager is wired in).
+struct LoggingHolder;
+
+impl VipHolder for LoggingHolder {
+    async fn set_local(&self, vips: &BTreeSet<HeldVip>) {
+        tracing::debug!(count = vips.len(), "local VIPs");
+    }
+    async fn set_held(&self, vips: &BTreeSet<HeldVip>) {
+        tracing::info!(?vips, "VIPs held");
+    }
+}
 
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
@@ -79,7 +94,11 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
         .context("cannot initialize the cluster")?;
 
     let dataplane = Dataplane::new(stop(shutdown.clone()));
-    let store = RaftStore { raft: raft.clone() };
+    let timings = OwnershipTimings::from_heartbeat(Duration::from_millis(file.raft.heartbeat_ms));
+    let store = RaftStore {
+        raft: raft.clone(),
+        dead_after: timings.dead_after,
+    };
     let api = Api::new(
         store,
         ApiConfig {
@@ -98,6 +117,14 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
         tokio::spawn(reconcile::report_health(
             raft.clone(),
             dataplane.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(ownership::place(raft.clone(), timings, shutdown.clone())),
+        tokio::spawn(ownership::hold(
+            raft.clone(),
+            LoggingHolder,
+            config.vip_subnets.clone(),
+            timings,
             shutdown.clone(),
         )),
     ];

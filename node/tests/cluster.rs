@@ -273,3 +273,84 @@ async fn graceful_stop_and_follower_restart_keep_serving() {
     .await;
     assert_eq!(active.operating_status, OperatingStatus::Online as i32);
 }
+
+/// Owner of every load balancer, as one node sees it.
+async fn owners(node: &Node) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let page = node
+        .lbs()
+        .await
+        .list_load_balancers(ListLoadBalancersRequest::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    Ok(page
+        .loadbalancers
+        .into_iter()
+        .map(|lb| (lb.id, lb.vip_owner))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vips_are_spread_and_move_off_a_dead_node_without_flapping_back() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    for n in 0..6 {
+        cluster
+            .node(leader)
+            .lbs()
+            .await
+            .create_load_balancer(lb_with_vip(&format!("spread-{n}"), 100 + n))
+            .await
+            .expect("create");
+    }
+    let placed = eventually(Duration::from_secs(10), || async {
+        let o = owners(cluster.node(leader)).await?;
+        if o.values().all(|v| !v.is_empty()) {
+            Ok(o)
+        } else {
+            Err(format!("unplaced: {o:?}"))
+        }
+    })
+    .await;
+    let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+    for owner in placed.values() {
+        *per_node.entry(owner.clone()).or_default() += 1;
+    }
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "spread: {per_node:?}"
+    );
+
+    // Kill a follower that owns VIPs: its VIPs move to the live nodes.
+    let victim = (1..=3).find(|i| *i != leader).unwrap();
+    cluster.kill(victim);
+    let killed_at = Instant::now();
+    let moved = eventually(Duration::from_secs(10), || async {
+        let o = owners(cluster.node(leader)).await?;
+        if o.values().any(|v| *v == victim.to_string() || v.is_empty()) {
+            Err(format!("still on {victim}: {o:?}"))
+        } else {
+            Ok(o)
+        }
+    })
+    .await;
+    eprintln!(
+        "VIPs of node {victim} placed elsewhere {:?} after its kill",
+        killed_at.elapsed()
+    );
+
+    // The node comes back: nothing moves back to it.
+    cluster.restart(victim);
+    let restarted = cluster.node(victim);
+    eventually(Duration::from_secs(20), || async {
+        owners(restarted).await
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        owners(cluster.node(leader)).await.unwrap(),
+        moved,
+        "placement changed after the node returned"
+    );
+}

@@ -90,6 +90,10 @@ impl State {
                 objects(Objects::default())
             }
             Op::Failover(f) => objects(self.failover(ctx, &f.loadbalancer_id)?),
+            Op::VipAssignments(v) => {
+                self.assign_vips(&v.owners);
+                objects(Objects::default())
+            }
             Op::MemberHealth(h) => {
                 self.member_health(&h.statuses);
                 objects(Objects::default())

@@ -263,8 +263,32 @@ impl State {
         self.pending.first().is_some_and(|(r, _, _)| *r <= revision)
     }
 
-    /// Records a failover request: the load balancer goes PENDING_UPDATE until the data planes
-    /// confirm (the VIP move itself belongs to VIP ownership).
+    /// Places VIPs: load balancer id -> owning node id (0 = nobody). The previous owner is
+    /// remembered so a failover can move the VIP elsewhere. Unknown ids are ignored.
+    pub(crate) fn assign_vips(&mut self, owners: &std::collections::HashMap<String, u64>) {
+        let mut ids: Vec<&String> = owners.keys().collect();
+        ids.sort();
+        for id in ids {
+            let Some(mut lb) = self.get::<LoadBalancer>(id).cloned() else {
+                continue;
+            };
+            let owner = match owners[id] {
+                0 => String::new(),
+                n => n.to_string(),
+            };
+            if lb.vip_owner != owner {
+                if !lb.vip_owner.is_empty() {
+                    lb.vip_previous_owner = std::mem::take(&mut lb.vip_owner);
+                }
+                lb.vip_owner = owner;
+                self.put(lb);
+            }
+        }
+    }
+
+    /// Records a failover request: the VIP is released (its owner becomes the previous
+    /// owner) so the leader places it on another node, and the load balancer is
+    /// PENDING_UPDATE until the data planes confirm.
     pub(crate) fn failover(
         &mut self,
         ctx: &Ctx,
@@ -275,6 +299,9 @@ impl State {
             .cloned()
             .ok_or_else(|| ModelError::not_found("LoadBalancer", lb_id))?;
         Self::stamp_changed(ctx, &mut lb);
+        if !lb.vip_owner.is_empty() {
+            lb.vip_previous_owner = std::mem::take(&mut lb.vip_owner);
+        }
         self.put(lb.clone());
         Ok(fulcrum_proto::internal::Objects {
             loadbalancers: vec![self.render_loadbalancer(&lb)],

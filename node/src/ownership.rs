@@ -1,0 +1,350 @@
+//! VIP ownership (DESIGN.md "VIP ownership"): the leader places each load balancer's VIP on
+//! one live node, and every node holds the VIPs placed on it only while its lease is valid.
+//!
+//! - Placement (leader): an unplaced VIP goes to the live node holding the fewest (avoiding the
+//!   node a failover moved it from); a VIP moves only when its owner is gone: no
+//!   acknowledgement for `dead_after` (longer than the owner's lease), or no longer a member.
+//!   A returning node does not get its VIPs back, so nothing flaps. A new leader waits
+//!   `dead_after` before judging nodes it has not heard from yet.
+//! - Holding (every node): a VIP placed here is held while the lease is valid: the leader has
+//!   heard from a quorum within `lease`, a follower from the leader within `lease`. On losing
+//!   the lease the node releases at once. A VIP taken from another node is held only
+//!   `handover` after the move was applied here, time for a previous owner that still hears
+//!   the leader to apply the same move and let go.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use fulcrum_control::api::VipSubnet;
+use fulcrum_proto::internal::{command, Command, VipAssignments};
+use fulcrum_proto::v1::LoadBalancer;
+use fulcrum_raft::{ClusterStatus, RaftNode, Role};
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::replica::ModelApp;
+
+/// Timings of VIP ownership.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnershipTimings {
+    /// How long a node may hold VIPs after its last contact (quorum or leader).
+    pub lease: Duration,
+    /// How long the leader waits without an acknowledgement before moving a node's VIPs
+    /// (must exceed `lease`).
+    pub dead_after: Duration,
+    /// Delay before holding a VIP taken over from another node.
+    pub handover: Duration,
+    /// How often placement and holding are re-evaluated.
+    pub tick: Duration,
+}
+
+impl OwnershipTimings {
+    /// Timings derived from the Raft heartbeat interval.
+    pub fn from_heartbeat(heartbeat: Duration) -> Self {
+        Self {
+            lease: heartbeat * 5,
+            dead_after: heartbeat * 6,
+            handover: heartbeat * 2,
+            tick: heartbeat / 2,
+        }
+    }
+}
+
+/// One load balancer's placement as the model records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub loadbalancer_id: String,
+    pub vip: IpAddr,
+    pub owner: Option<u64>,
+    pub previous_owner: Option<u64>,
+}
+
+fn node_id(s: &str) -> Option<u64> {
+    s.parse().ok().filter(|n| *n > 0)
+}
+
+/// Every load balancer's placement, ordered by id.
+pub fn placements(app: &ModelApp) -> Vec<Placement> {
+    app.state
+        .all::<LoadBalancer>()
+        .filter_map(|lb| {
+            Some(Placement {
+                loadbalancer_id: lb.id.clone(),
+                vip: lb.vip_address.parse().ok()?,
+                owner: node_id(&lb.vip_owner),
+                previous_owner: node_id(&lb.vip_previous_owner),
+            })
+        })
+        .collect()
+}
+
+/// Nodes the leader counts as alive: itself, and members that acknowledged within
+/// `dead_after` (or that it has not had `dead_after` to hear from yet).
+pub fn alive_nodes(
+    status: &ClusterStatus,
+    leader_for: Duration,
+    dead_after: Duration,
+) -> BTreeSet<u64> {
+    let members = status.voters.keys().chain(status.learners.keys());
+    members
+        .copied()
+        .filter(|id| {
+            if *id == status.node_id {
+                return true;
+            }
+            let age = status
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id))
+                .and_then(|p| p.last_ack_age);
+            match age {
+                Some(age) => age < dead_after,
+                None => leader_for < dead_after,
+            }
+        })
+        .collect()
+}
+
+/// The placement changes the leader should make: load balancer id -> new owner.
+pub fn plan(placements: &[Placement], alive: &BTreeSet<u64>) -> HashMap<String, u64> {
+    let mut load: BTreeMap<u64, usize> = alive.iter().map(|n| (*n, 0)).collect();
+    for p in placements {
+        if let Some(n) = p.owner.and_then(|o| load.get_mut(&o)) {
+            *n += 1;
+        }
+    }
+    let mut changes = HashMap::new();
+    for p in placements {
+        if p.owner.is_some_and(|o| alive.contains(&o)) {
+            continue;
+        }
+        let pick = load
+            .iter()
+            .filter(|(n, _)| Some(**n) != p.previous_owner || alive.len() == 1)
+            .min_by_key(|(n, count)| (**count, **n))
+            .map(|(n, _)| *n);
+        match pick {
+            Some(n) => {
+                *load.entry(n).or_default() += 1;
+                changes.insert(p.loadbalancer_id.clone(), n);
+            }
+            None if p.owner.is_some() => {
+                changes.insert(p.loadbalancer_id.clone(), 0);
+            }
+            None => {}
+        }
+    }
+    changes
+}
+
+/// Whether this node's lease is valid now.
+pub fn lease_valid(status: &ClusterStatus, lease: Duration) -> bool {
+    let single_voter = status.voters.len() == 1 && status.voters.contains_key(&status.node_id);
+    match status.role {
+        Role::Leader if single_voter => true,
+        Role::Leader | Role::Follower | Role::Learner => {
+            status.leader_contact_age.is_some_and(|age| age < lease)
+        }
+        Role::Candidate | Role::Shutdown => false,
+    }
+}
+
+/// Leader loop: keeps every VIP placed on a live node.
+pub async fn place(
+    raft: RaftNode<ModelApp>,
+    timings: OwnershipTimings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut leader_since: Option<Instant> = None;
+    loop {
+        let status = raft.status();
+        if status.role == Role::Leader {
+            let since = *leader_since.get_or_insert_with(Instant::now);
+            let alive = alive_nodes(&status, since.elapsed(), timings.dead_after);
+            let changes = plan(&raft.read_local(placements), &alive);
+            if !changes.is_empty() {
+                tracing::info!(?changes, ?alive, "placing VIPs");
+                let command = Command {
+                    request_id: String::new(),
+                    now: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                        .to_string(),
+                    op: Some(command::Op::VipAssignments(VipAssignments {
+                        owners: changes,
+                    })),
+                };
+                if let Err(e) = raft.write(command.encode_to_vec()).await {
+                    tracing::warn!(error = %e, "VIP placement not committed; will retry");
+                }
+            }
+        } else {
+            leader_since = None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(timings.tick) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// A VIP to hold and the interface it is announced on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeldVip {
+    pub address: IpAddr,
+    pub interface: String,
+}
+
+/// Where a node's held VIPs go: the host's address and ARP machinery, or nowhere for
+/// loopback VIPs.
+pub trait VipHolder: Send + Sync + 'static {
+    /// Every VIP this node may hold (kept as local addresses so the kernel accepts traffic).
+    fn set_local(&self, vips: &BTreeSet<HeldVip>) -> impl std::future::Future<Output = ()> + Send;
+    /// The VIPs this node answers for now.
+    fn set_held(&self, vips: &BTreeSet<HeldVip>) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// The interface a VIP is announced on; loopback VIPs need none and are left out.
+fn announced(vip: IpAddr, subnets: &[VipSubnet]) -> Option<HeldVip> {
+    if vip.is_loopback() {
+        return None;
+    }
+    let subnet = subnets.iter().find(|s| s.contains(&vip))?;
+    Some(HeldVip {
+        address: vip,
+        interface: subnet.interface.clone(),
+    })
+}
+
+/// Every node's loop: holds the VIPs placed on this node while its lease is valid.
+pub async fn hold<H: VipHolder>(
+    raft: RaftNode<ModelApp>,
+    holder: H,
+    subnets: Vec<VipSubnet>,
+    timings: OwnershipTimings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let me = raft.node_id();
+    let mut owned_since: HashMap<String, Instant> = HashMap::new();
+    let mut local = BTreeSet::new();
+    let mut held = BTreeSet::new();
+    let mut lease_was_valid = false;
+    loop {
+        let status = raft.status();
+        let lease = lease_valid(&status, timings.lease);
+        if lease != lease_was_valid {
+            tracing::info!(node_id = me, lease, "VIP lease changed");
+            lease_was_valid = lease;
+        }
+        let all = raft.read_local(placements);
+        let now_local: BTreeSet<HeldVip> = all
+            .iter()
+            .filter_map(|p| announced(p.vip, &subnets))
+            .collect();
+        if now_local != local {
+            holder.set_local(&now_local).await;
+            local = now_local;
+        }
+        owned_since.retain(|id, _| {
+            all.iter()
+                .any(|p| &p.loadbalancer_id == id && p.owner == Some(me))
+        });
+        let mut now_held = BTreeSet::new();
+        for p in all.iter().filter(|p| p.owner == Some(me)) {
+            let since = *owned_since
+                .entry(p.loadbalancer_id.clone())
+                .or_insert_with(Instant::now);
+            let taken_over = p.previous_owner.is_some_and(|prev| prev != me);
+            if lease && (!taken_over || since.elapsed() >= timings.handover) {
+                if let Some(v) = announced(p.vip, &subnets) {
+                    now_held.insert(v);
+                }
+            }
+        }
+        if now_held != held {
+            tracing::info!(node_id = me, held = now_held.len(), "VIPs held changed");
+            holder.set_held(&now_held).await;
+            held = now_held;
+        }
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(timings.tick) => false,
+            _ = shutdown.wait_for(|s| *s) => true,
+        };
+        if stop {
+            holder.set_held(&BTreeSet::new()).await;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(id: &str, owner: Option<u64>, previous: Option<u64>) -> Placement {
+        Placement {
+            loadbalancer_id: id.into(),
+            vip: "192.0.2.1".parse().unwrap(),
+            owner,
+            previous_owner: previous,
+        }
+    }
+
+    #[test]
+    fn new_vips_go_to_the_least_loaded_live_node() {
+        let alive = BTreeSet::from([1, 2, 3]);
+        let placements = vec![
+            p("a", Some(1), None),
+            p("b", Some(1), None),
+            p("c", None, None),
+            p("d", None, None),
+        ];
+        let changes = plan(&placements, &alive);
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes["c"], 2);
+        assert_eq!(changes["d"], 3);
+    }
+
+    #[test]
+    fn vips_of_dead_nodes_move_and_live_ones_stay() {
+        let alive = BTreeSet::from([1, 3]);
+        let placements = vec![
+            p("a", Some(1), None),
+            p("b", Some(2), None),
+            p("c", Some(3), None),
+            p("d", Some(2), None),
+        ];
+        let changes = plan(&placements, &alive);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes.values().all(|n| alive.contains(n)));
+        assert_ne!(changes["b"], changes["d"], "spread over the live nodes");
+        // A returning node gets nothing back.
+        let after = vec![
+            p("a", Some(1), None),
+            p("b", Some(changes["b"]), Some(2)),
+            p("c", Some(3), None),
+            p("d", Some(changes["d"]), Some(2)),
+        ];
+        assert!(plan(&after, &BTreeSet::from([1, 2, 3])).is_empty());
+    }
+
+    #[test]
+    fn failover_avoids_the_previous_owner() {
+        let changes = plan(
+            &[p("a", None, Some(1)), p("b", Some(2), None)],
+            &BTreeSet::from([1, 2, 3]),
+        );
+        assert_eq!(changes["a"], 3);
+        // With only the previous owner alive it gets the VIP back rather than none.
+        assert_eq!(plan(&[p("a", None, Some(1))], &BTreeSet::from([1]))["a"], 1);
+    }
+
+    #[test]
+    fn nobody_alive_releases() {
+        let changes = plan(
+            &[p("a", Some(2), None), p("b", None, None)],
+            &BTreeSet::new(),
+        );
+        assert_eq!(changes.get("a"), Some(&0));
+        assert!(!changes.contains_key("b"));
+    }
+}
