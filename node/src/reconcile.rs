@@ -22,6 +22,8 @@ use crate::translate;
 
 /// How often the loop looks again without a new revision (leadership changes, quota defaults).
 const TICK: Duration = Duration::from_secs(1);
+/// Prefix of the reason recorded for listeners the data plane does not serve at all.
+const NOT_SERVED: &str = "not served: ";
 /// How long health events are gathered into one report.
 const HEALTH_BATCH: Duration = Duration::from_millis(100);
 
@@ -49,10 +51,16 @@ pub async fn run(
 ) {
     let mut applied = raft.applied_index();
     let mut current: Option<DataplaneConfig> = None;
+    // Listeners this data plane cannot serve, with the reason.
+    let mut errors: HashMap<String, String> = HashMap::new();
     loop {
         let revision = *applied.borrow_and_update();
         let translated = raft.read_local(|app| translate::translate(&app.state));
-        if current.as_ref() != Some(&translated.config) {
+        // Listeners that failed to start (e.g. a port in use) are retried on every pass.
+        let retry = errors
+            .values()
+            .any(|reason| !reason.starts_with(NOT_SERVED));
+        if retry || current.as_ref() != Some(&translated.config) {
             for note in &translated.skipped {
                 tracing::warn!(
                     listener = note.listener_id,
@@ -68,25 +76,46 @@ pub async fn run(
                 );
             }
             for r in dataplane.apply(translated.config.clone()).await {
-                if let Err(e) = r.outcome {
-                    tracing::error!(listener = r.listener_id, error = %e, "listener could not be applied");
+                match r.outcome {
+                    Err(e) => {
+                        tracing::error!(listener = r.listener_id, error = %e, "listener could not be applied");
+                        errors.insert(r.listener_id, e.to_string());
+                    }
+                    Ok(_) => {
+                        errors.remove(&r.listener_id);
+                    }
                 }
             }
+            let served: std::collections::HashSet<&str> = translated
+                .config
+                .listeners
+                .iter()
+                .map(|l| l.id.as_str())
+                .collect();
+            errors.retain(|id, _| served.contains(id.as_str()));
             current = Some(translated.config);
         }
+        errors.retain(|_, reason| !reason.starts_with(NOT_SERVED));
+        for note in &translated.skipped {
+            errors.insert(
+                note.listener_id.clone(),
+                format!("{NOT_SERVED}{}", note.reason),
+            );
+        }
         if is_leader(&raft) {
-            let (pending, defaults) = raft.read_local(|app| {
+            let (pending, recorded, defaults) = raft.read_local(|app| {
                 (
                     app.state.pending_up_to(revision),
+                    app.state.listener_errors(),
                     app.state.quota_defaults().clone(),
                 )
             });
-            if pending {
-                propose(
-                    &raft,
-                    command::Op::ConfirmApplied(ConfirmApplied { revision }),
-                )
-                .await;
+            if pending || recorded != errors {
+                let confirm = ConfirmApplied {
+                    revision,
+                    listener_errors: errors.clone(),
+                };
+                propose(&raft, command::Op::ConfirmApplied(confirm)).await;
             }
             if defaults != quota_defaults {
                 propose(&raft, command::Op::SetQuotaDefaults(quota_defaults.clone())).await;

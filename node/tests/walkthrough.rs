@@ -468,3 +468,87 @@ async fn reflection_and_health_serve_grpcurl() {
         .into_inner();
     assert_eq!(health.status, 1, "SERVING");
 }
+
+/// A listener the data plane cannot serve goes ERROR with the reason, and recovers once the
+/// cause is gone; a listener of an unserved protocol is ERROR with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_that_cannot_be_served_are_error_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dev.try_cli(&["loadbalancer", "list"]).is_err() {
+        assert!(Instant::now() < deadline, "API never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    dev.cli(&[
+        "loadbalancer",
+        "create",
+        "--vip-address",
+        "127.0.10.200",
+        "--name",
+        "busy",
+        "--wait",
+    ]);
+    let port = free_port();
+    let blocker = StdListener::bind(format!("127.0.10.200:{port}")).unwrap();
+    dev.cli(&[
+        "loadbalancer",
+        "listener",
+        "create",
+        "--name",
+        "clash",
+        "--protocol",
+        "TCP",
+        "--protocol-port",
+        &port.to_string(),
+        "busy",
+    ]);
+    let status = |name: &str| {
+        dev.try_cli(&["loadbalancer", "listener", "show", name, "-f", "json"])
+            .map(|s| serde_json::from_str::<serde_json::Value>(&s).unwrap())
+    };
+    let wait_for = |name: &str, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = status(name);
+            if s.as_ref().is_ok_and(|v| v["provisioning_status"] == want) {
+                return s.unwrap();
+            }
+            assert!(Instant::now() < deadline, "{name} never {want}: {s:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let l = wait_for("clash", "ERROR");
+    let reason = l["provisioning_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains(&port.to_string()),
+        "reason names the address: {l}"
+    );
+    drop(blocker);
+    wait_for("clash", "ACTIVE");
+    dev.cli(&[
+        "loadbalancer",
+        "listener",
+        "create",
+        "--name",
+        "tls",
+        "--protocol",
+        "TERMINATED_HTTPS",
+        "--protocol-port",
+        "8443",
+        "--default-tls-container-ref",
+        "secret",
+        "busy",
+    ]);
+    let l = wait_for("tls", "ERROR");
+    assert!(
+        l["provisioning_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not served"),
+        "{l}"
+    );
+}

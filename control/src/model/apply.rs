@@ -86,7 +86,7 @@ impl State {
             }
             Op::SetQuotaDefaults(q) => Ok(R::Quota(self.set_quota_defaults(q)?)),
             Op::ConfirmApplied(c) => {
-                self.confirm_applied(c.revision);
+                self.confirm_applied(c.revision, &c.listener_errors);
                 objects(Objects::default())
             }
             Op::Failover(f) => objects(self.failover(ctx, &f.loadbalancer_id)?),

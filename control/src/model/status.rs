@@ -85,8 +85,13 @@ impl State {
     }
 
     /// Every data plane has applied the model up to `revision`: objects pending at or before
-    /// it become ACTIVE and their load balancers' operating statuses are rolled up.
-    pub(crate) fn confirm_applied(&mut self, revision: u64) {
+    /// it become ACTIVE (listeners the data plane could not serve become ERROR with the
+    /// reason) and their load balancers' operating statuses are rolled up.
+    pub(crate) fn confirm_applied(
+        &mut self,
+        revision: u64,
+        listener_errors: &std::collections::HashMap<String, String>,
+    ) {
         let due: Vec<(u64, Kind, String)> = self
             .pending
             .iter()
@@ -108,9 +113,44 @@ impl State {
                 lbs.insert(lb);
             }
         }
+        let erred: Vec<Listener> = self
+            .all::<Listener>()
+            .filter(|l| {
+                let reason = listener_errors.get(&l.id).map(String::as_str).unwrap_or("");
+                l.provisioning_error != reason
+                    || (!reason.is_empty()
+                        && l.provisioning_status() != ProvisioningStatus::Error
+                        && l.revision <= revision)
+            })
+            .cloned()
+            .collect();
+        for mut l in erred {
+            let reason = listener_errors.get(&l.id).cloned().unwrap_or_default();
+            let status = if !reason.is_empty() {
+                ProvisioningStatus::Error
+            } else if l.provisioning_status() == ProvisioningStatus::Error {
+                ProvisioningStatus::Active
+            } else {
+                l.provisioning_status()
+            };
+            l.provisioning_error = reason;
+            l.set_provisioning_status(status);
+            if let Some(lb) = self.loadbalancer_of(Kind::Listener, &l.id) {
+                lbs.insert(lb);
+            }
+            self.put(l);
+        }
         for lb in lbs {
             self.roll_up(&lb);
         }
+    }
+
+    /// Listeners the data plane could not serve, with the reason.
+    pub fn listener_errors(&self) -> std::collections::HashMap<String, String> {
+        self.all::<Listener>()
+            .filter(|l| !l.provisioning_error.is_empty())
+            .map(|l| (l.id.clone(), l.provisioning_error.clone()))
+            .collect()
     }
 
     fn activate<T: Object>(&mut self, id: &str) {

@@ -18,6 +18,8 @@ pub const NODE_COLUMNS: &[&str] = &[
     "role",
     "voter",
     "matched_index",
+    "healthy",
+    "last_contact_ms",
     "vips",
 ];
 
@@ -73,6 +75,8 @@ pub fn node_record(n: &ClusterNode) -> Record {
         ("role", enum_value::<NodeRole>(n.role)),
         ("voter", Value::Bool(n.voter)),
         ("matched_index", int(n.matched_index)),
+        ("healthy", Value::Bool(n.healthy)),
+        ("last_contact_ms", int(n.last_contact_ms)),
         ("vips", Value::Lines(n.vips.clone())),
     ]
 }
@@ -160,6 +164,8 @@ mod tests {
                     voter: true,
                     matched_index: 41,
                     vips: vec![],
+                    healthy: true,
+                    last_contact_ms: 35,
                 },
                 ClusterNode {
                     node_id: 1,
@@ -168,6 +174,8 @@ mod tests {
                     voter: true,
                     matched_index: 42,
                     vips: vec!["lb-a".into(), "lb-b".into()],
+                    healthy: true,
+                    last_contact_ms: 0,
                 },
             ],
             ..Default::default()
@@ -177,13 +185,13 @@ mod tests {
         let records: Vec<Record> = nodes.iter().map(node_record).collect();
         let text = render_list(NODE_COLUMNS, &records, &ListOutput::default()).unwrap();
         let expected = "\
-+---------+---------------+----------+-------+---------------+------+
-| node_id | peer_address  | role     | voter | matched_index | vips |
-+---------+---------------+----------+-------+---------------+------+
-|       1 | 10.0.0.1:9877 | LEADER   | True  |            42 | lb-a |
-|         |               |          |       |               | lb-b |
-|       2 | 10.0.0.2:9877 | FOLLOWER | True  |            41 |      |
-+---------+---------------+----------+-------+---------------+------+
++---------+---------------+----------+-------+---------------+---------+-----------------+------+
+| node_id | peer_address  | role     | voter | matched_index | healthy | last_contact_ms | vips |
++---------+---------------+----------+-------+---------------+---------+-----------------+------+
+|       1 | 10.0.0.1:9877 | LEADER   | True  |            42 | True    |               0 | lb-a |
+|         |               |          |       |               |         |                 | lb-b |
+|       2 | 10.0.0.2:9877 | FOLLOWER | True  |            41 | True    |              35 |      |
++---------+---------------+----------+-------+---------------+---------+-----------------+------+
 ";
         assert_eq!(text, expected);
         assert_eq!(status_record(&s)[1], ("leader_id", Value::Int(1)));

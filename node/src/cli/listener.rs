@@ -396,6 +396,7 @@ pub fn record(l: &Listener) -> Record {
             Value::Bool(l.hsts_include_subdomains),
         ),
         ("hsts_preload", Value::Bool(l.hsts_preload)),
+        ("provisioning_error", Value::opt_str(&l.provisioning_error)),
     ]
 }
 
@@ -646,7 +647,7 @@ mod tests {
         assert_eq!(get("tls_versions").human(), "['TLSv1.2', 'TLSv1.3']");
         assert_eq!(get("default_pool_id"), Value::Null);
         assert_eq!(get("hsts_max_age"), Value::Null);
-        assert_eq!(r.len(), 33);
+        assert_eq!(r.len(), 34);
     }
 
     #[test]

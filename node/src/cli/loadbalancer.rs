@@ -315,6 +315,7 @@ pub fn record(lb: &LoadBalancer) -> Record {
         ("tags", Value::Lines(lb.tags.clone())),
         ("additional_vips", Value::List(vec![])),
         ("vip_owner", Value::opt_str(&lb.vip_owner)),
+        ("vip_previous_owner", Value::opt_str(&lb.vip_previous_owner)),
     ]
 }
 
@@ -399,9 +400,14 @@ fn opt(s: &Option<String>) -> String {
 
 /// Runs `loadbalancer create`.
 pub async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
-    if a.vip_subnet_id.is_none() && a.vip_network_id.is_none() && a.vip_port_id.is_none() {
+    // Fulcrum also takes an explicit --vip-address alone (no subnet needed).
+    if a.vip_subnet_id.is_none()
+        && a.vip_network_id.is_none()
+        && a.vip_port_id.is_none()
+        && a.vip_address.is_none()
+    {
         anyhow::bail!(
-            "Missing required argument: Requires one of --vip-subnet-id, --vip-network-id or --vip-port-id"
+            "Missing required argument: Requires one of --vip-subnet-id, --vip-network-id, --vip-port-id or --vip-address"
         );
     }
     if a.vip_network_id.is_some() && a.vip_port_id.is_some() {
