@@ -23,6 +23,9 @@ pub struct DevArgs {
     /// Raft peer address.
     #[arg(long, default_value = "127.0.0.1:9877")]
     pub peer_listen: SocketAddr,
+    /// Prometheus metrics address.
+    #[arg(long, default_value = "127.0.0.1:9878")]
+    pub metrics_listen: SocketAddr,
     /// Do not write the CLI config file (~/.config/fulcrum/cli.toml or $FULCRUM_CONFIG).
     #[arg(long)]
     pub no_cli_config: bool,
@@ -36,7 +39,7 @@ fn dev_config(args: &DevArgs, token_hash: String) -> NodeConfig {
         admin_listen: args.admin_listen,
         peer_listen: args.peer_listen,
         peer_advertise: None,
-        metrics_listen: None,
+        metrics_listen: Some(args.metrics_listen),
         cluster: [("1".to_string(), args.peer_listen.to_string())].into(),
         tokens: vec![TokenConfig {
             sha256: token_hash,
@@ -55,27 +58,27 @@ fn dev_config(args: &DevArgs, token_hash: String) -> NodeConfig {
     }
 }
 
-/// Prepares the dev data dir (first start: config + token) and returns the config path and
-/// the admin token.
+/// Prepares the dev data dir (the first start creates the admin token; every start writes
+/// the node config from the options) and returns the config path and the admin token.
 pub fn prepare(args: &DevArgs) -> anyhow::Result<(PathBuf, String)> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let config_path = args.data_dir.join("node.toml");
     let token_path = args.data_dir.join("admin-token");
-    if !config_path.exists() {
+    if !token_path.exists() {
         let mut bytes = [0u8; 24];
         rand::rng().fill_bytes(&mut bytes);
-        let token = hex::encode(bytes);
-        let config = dev_config(args, fulcrum_control::api::hash_token(&token));
-        let text = toml::to_string(&config).context("encoding the dev config")?;
-        write_private(&token_path, &token)?;
-        std::fs::write(&config_path, text)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        write_private(&token_path, &hex::encode(bytes))?;
     }
     let token = std::fs::read_to_string(&token_path)
         .with_context(|| format!("cannot read the admin token from {}", token_path.display()))?
         .trim()
         .to_string();
+    // The config follows this start's options; the token and the data stay.
+    let config = dev_config(args, fulcrum_control::api::hash_token(&token));
+    let text = toml::to_string(&config).context("encoding the dev config")?;
+    std::fs::write(&config_path, text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
     if !args.no_cli_config {
         let cli = CliConfigFile {
             endpoint: format!("http://{}", args.admin_listen),

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod dev;
+mod metrics;
 mod ownership;
 mod reconcile;
 mod replica;

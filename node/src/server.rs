@@ -64,6 +64,10 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
         .with_context(|| format!("cannot create data_dir {}", file.data_dir.display()))?;
     let peer_listener = bind("Raft peers", file.peer_listen).await?;
     let admin_listener = bind("admin API", file.admin_listen).await?;
+    let metrics_listener = match file.metrics_listen {
+        Some(addr) => Some(bind("metrics", addr).await?),
+        None => None,
+    };
 
     let mut raft_config = RaftConfig::new(
         file.node_id,
@@ -107,6 +111,16 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
         },
         Some(Arc::new(reconcile::DataplaneStats(dataplane.clone()))),
     );
+    if let Some(listener) = metrics_listener {
+        tokio::spawn({
+            let (raft, dataplane, shutdown) = (raft.clone(), dataplane.clone(), shutdown.clone());
+            async move {
+                if let Err(e) = crate::metrics::serve(listener, raft, dataplane, shutdown).await {
+                    tracing::error!(error = %e, "metrics endpoint stopped");
+                }
+            }
+        });
+    }
     let loops = [
         tokio::spawn(reconcile::run(
             raft.clone(),

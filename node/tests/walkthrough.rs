@@ -78,6 +78,7 @@ struct Dev {
     child: Child,
     endpoint: String,
     token: String,
+    metrics: String,
 }
 
 impl Drop for Dev {
@@ -89,7 +90,7 @@ impl Drop for Dev {
 
 impl Dev {
     fn start(dir: &Path) -> Dev {
-        let (admin, peer) = (free_port(), free_port());
+        let (admin, peer, metrics) = (free_port(), free_port(), free_port());
         let log = std::fs::File::create(dir.join("dev.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
             .arg("dev")
@@ -97,6 +98,7 @@ impl Dev {
             .arg(dir.join("data"))
             .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
             .args(["--peer-listen", &format!("127.0.0.1:{peer}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
             .arg("--no-cli-config")
             .stdout(Stdio::null())
             .stderr(log)
@@ -116,6 +118,7 @@ impl Dev {
             child,
             endpoint: format!("http://127.0.0.1:{admin}"),
             token,
+            metrics: format!("127.0.0.1:{metrics}"),
         }
     }
 
@@ -274,6 +277,20 @@ async fn readme_walkthroughs_through_fulcrum_dev_and_the_cli() {
     let stats = dev.cli(&["loadbalancer", "stats", "show", "lb_test_1", "-f", "json"]);
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert_eq!(stats["total_connections"], 8, "{stats}");
+    // The same counters on the Prometheus endpoint.
+    let mut s = TcpStream::connect(&dev.metrics).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let connections: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("fulcrum_listener_connections_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(connections, 8, "{text}");
+    assert!(text.contains("fulcrum_raft_is_leader 1"), "{text}");
 
     // Layer 7: HOST_NAME routing to a second pool.
     dev.cli(&[
