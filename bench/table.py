@@ -102,10 +102,10 @@ def main():
     w = max(len(r[0]) for r in rows) if rows else 10
     header = ("metric", "HAProxy", "Fulcrum", "F/H", "goal")
     print()
-    print(f"| {header[0]:<{w}} | {header[1]:>9} | {header[2]:>9} | {header[3]:>5} | {header[4]:<10} |")
-    print(f"|{'-' * (w + 2)}|{'-' * 11}|{'-' * 11}|{'-' * 7}|{'-' * 12}|")
+    print(f"| {header[0]:<{w}} | {header[1]:>9} | {header[2]:>9} | {header[3]:>5} | {header[4]:<13} |")
+    print(f"|{'-' * (w + 2)}|{'-' * 11}|{'-' * 11}|{'-' * 7}|{'-' * 15}|")
     for label, h, f, r, verdict, reps in rows:
-        print(f"| {label:<{w}} | {h:>9} | {f:>9} | {r:>5} | {verdict:<10} |{reps}")
+        print(f"| {label:<{w}} | {h:>9} | {f:>9} | {r:>5} | {verdict:<13} |{reps}")
     bad = {k: v for k, v in errs.items() if v}
     if bad:
         print("\nerrors (socket errors + non-2xx) summed over repetitions: "

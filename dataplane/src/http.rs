@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -259,8 +260,14 @@ async fn forward(
             HeaderValue::from_static("http"),
         );
     }
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = match Uri::try_from(format!("http://{member}{pq}")) {
+    // http://<member><path and query>, reusing the parsed parts (no re-parse).
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = lease.backend.authority.clone();
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    parts.uri = match Uri::from_parts(uri) {
         Ok(u) => u,
         Err(_) => return error(ctx, StatusCode::BAD_REQUEST),
     };
@@ -323,29 +330,40 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
+///
+/// One pass over the header names decides what goes; nothing is allocated or
+/// removed when no hop-by-hop header is present (the common request), and a
+/// typical response (`Connection: keep-alive`) costs one removal.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+    let is_hop = |n: &HeaderName| {
+        n == header::CONNECTION
+            || n == header::TE
+            || n == header::TRAILER
+            || n == header::TRANSFER_ENCODING
+            || n == header::UPGRADE
+            || n == header::PROXY_AUTHENTICATE
+            || n.as_str() == "keep-alive"
+            || n.as_str() == "proxy-connection"
+    };
+    if !headers.keys().any(is_hop) {
+        return;
+    }
+    let named_in_connection = |n: &HeaderName| {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(n.as_str()))
+    };
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop(n) || named_in_connection(n))
+        .cloned()
         .collect();
-    for name in named {
+    for name in doomed {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 fn local(status: StatusCode) -> Response<Body> {

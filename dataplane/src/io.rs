@@ -77,10 +77,6 @@ impl<S> Metered<S> {
             activity,
         }
     }
-
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {

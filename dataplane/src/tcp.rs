@@ -7,15 +7,17 @@
 //! for `min(timeout_client_data, timeout_member_data)`. With no usable member
 //! the client connection is closed at once.
 
+use std::cell::RefCell;
+use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::config::PoolProtocol;
-use crate::io::{maybe_timeout, Activity, Metered};
+use crate::io::{maybe_timeout, Activity};
 use crate::listener::{ListenerShared, Routes};
 use crate::proxy_protocol;
 use crate::status::ActiveGuard;
@@ -85,23 +87,28 @@ async fn proxy(
     let _ = client.set_nodelay(true);
     let _ = member.set_nodelay(true);
     let activity = Activity::new();
-    let mut client = Metered::new(client, Some(shared.stats.clone()), Some(activity.clone()));
-    let mut member = Metered::new(member, None, Some(activity.clone()));
-    let local = client_local_addr(&client);
+    let local = client.local_addr().ok();
     let header = match pool.config.protocol {
         PoolProtocol::Proxy => Some(proxy_protocol::v1_header(peer, local.unwrap_or(peer))),
         PoolProtocol::ProxyV2 => Some(proxy_protocol::v2_header(peer, local.unwrap_or(peer))),
         _ => None,
     };
     if let Some(h) = header {
-        if member.write_all(&h).await.is_err() {
+        if write_all(&member, &h).await.is_err() {
             shared.stats.error();
             return;
         }
     }
     let idle = idle_timeout(cfg.timeouts.client_data, cfg.timeouts.member_data);
+    let stats = &shared.stats;
+    let both_ways = async {
+        tokio::try_join!(
+            pump(&client, &member, &stats.bytes_in, &activity),
+            pump(&member, &client, &stats.bytes_out, &activity),
+        )
+    };
     tokio::select! {
-        res = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut member, BUF_SIZE, BUF_SIZE) => {
+        res = both_ways => {
             if let Err(e) = res {
                 tracing::debug!(listener = %cfg.id, %peer, error = %e, "connection ended with error");
             }
@@ -112,8 +119,84 @@ async fn proxy(
     }
 }
 
-fn client_local_addr(s: &Metered<TcpStream>) -> Option<SocketAddr> {
-    s.get_ref().local_addr().ok()
+thread_local! {
+    /// Copy buffers released by quiet connections, reused by busy ones.
+    static SPARE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+/// Spare buffers kept per worker thread (64 x 16 KiB = 1 MiB).
+const MAX_SPARE_BUFFERS: usize = 64;
+
+fn take_buffer() -> Vec<u8> {
+    SPARE_BUFFERS
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
+}
+
+fn give_buffer(mut buf: Vec<u8>) {
+    buf.clear();
+    SPARE_BUFFERS.with(|s| {
+        let mut spare = s.borrow_mut();
+        if spare.len() < MAX_SPARE_BUFFERS {
+            spare.push(buf);
+        }
+    });
+}
+
+/// Moves bytes from `from` to `to` until `from` reaches EOF, then half-closes
+/// `to` (like `copy_bidirectional`). Counts the bytes into `counter` and
+/// records activity. A buffer is held only while data is in flight: it is
+/// taken when `from` turns readable and given back when `from` is drained, so
+/// an idle connection holds no copy buffer (as in HAProxy); 10,000 idle L4
+/// connections cost ~3 KiB each instead of two 16 KiB buffers each.
+async fn pump(
+    from: &TcpStream,
+    to: &TcpStream,
+    counter: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()> {
+    let mut buf: Option<Vec<u8>> = None;
+    let res = loop {
+        if let Err(e) = from.readable().await {
+            break Err(e);
+        }
+        let b = buf.get_or_insert_with(take_buffer);
+        b.clear();
+        match from.try_read_buf(b) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                activity.touch_now();
+                if let Err(e) = write_all(to, &b[..n]).await {
+                    break Err(e);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Some(b) = buf.take() {
+                    give_buffer(b);
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if let Some(b) = buf.take() {
+        give_buffer(b);
+    }
+    res?;
+    let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
+async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        to.writable().await?;
+        match to.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Idle timeout of an L4 connection: any byte in either direction is activity

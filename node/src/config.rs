@@ -130,9 +130,9 @@ pub struct RaftTimings {
 impl Default for RaftTimings {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 100,
+            heartbeat_ms: 50,
             election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            election_timeout_max_ms: 500,
         }
     }
 }
@@ -278,12 +278,12 @@ impl NodeConfig {
         };
         let r = &self.raft;
         if r.heartbeat_ms == 0
-            || r.election_timeout_min_ms <= r.heartbeat_ms
+            || r.election_timeout_min_ms <= 4 * r.heartbeat_ms
             || r.election_timeout_max_ms <= r.election_timeout_min_ms
         {
             return Err(invalid(
                 "raft",
-                "need 0 < heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms",
+                "need 0 < 4 * heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms (VIP leases last four heartbeats and must run out before an election)",
             ));
         }
         Ok(Checked {

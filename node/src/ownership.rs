@@ -40,12 +40,16 @@ pub struct OwnershipTimings {
 }
 
 impl OwnershipTimings {
-    /// Timings derived from the Raft heartbeat interval.
+    /// Timings derived from the Raft heartbeat interval: a lease of four heartbeats (shorter
+    /// than the election timeout, so a deposed leader's lease has run out before a new leader
+    /// is elected), nodes count as gone one heartbeat after their lease, a taken-over VIP is
+    /// held one heartbeat after the move (the previous owner applies the same move with the
+    /// next heartbeat if it still hears the leader).
     pub fn from_heartbeat(heartbeat: Duration) -> Self {
         Self {
-            lease: heartbeat * 5,
-            dead_after: heartbeat * 6,
-            handover: heartbeat * 2,
+            lease: heartbeat * 4,
+            dead_after: heartbeat * 5,
+            handover: heartbeat,
             tick: heartbeat / 2,
         }
     }

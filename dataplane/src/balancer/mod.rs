@@ -87,6 +87,8 @@ impl MemberState {
 pub(crate) struct Backend {
     pub(crate) config: MemberConfig,
     pub(crate) addr: SocketAddr,
+    /// `addr` as a URI authority, precomputed for the L7 proxy's member requests.
+    pub(crate) authority: Option<http::uri::Authority>,
     /// Hash of the member id, the member's identity for consistent hashing.
     pub(crate) id_hash: u64,
     pub(crate) state: Arc<MemberState>,
@@ -94,8 +96,10 @@ pub(crate) struct Backend {
 
 impl Backend {
     pub(crate) fn new(config: MemberConfig, state: Arc<MemberState>) -> Self {
+        let addr = config.addr();
         Self {
-            addr: config.addr(),
+            addr,
+            authority: http::uri::Authority::try_from(addr.to_string()).ok(),
             id_hash: hash_str(&config.id),
             config,
             state,
