@@ -9,6 +9,7 @@ mod reconcile;
 mod replica;
 mod server;
 mod translate;
+mod vip;
 
 use std::path::PathBuf;
 

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::replica::ModelApp;
+use crate::vip::VipManager;
 
 /// What a scrape reads.
 #[derive(Clone)]
@@ -25,6 +26,7 @@ struct Sources {
     handle: PrometheusHandle,
     raft: RaftNode<ModelApp>,
     dataplane: Dataplane,
+    vips: Option<VipManager>,
 }
 
 impl Sources {
@@ -50,6 +52,15 @@ impl Sources {
             (listeners, owned)
         });
         metrics::gauge!("fulcrum_vips_owned").set(owned as f64);
+        if let Some(vips) = &self.vips {
+            let v = vips.stats();
+            metrics::gauge!("fulcrum_vips_held").set(v.held as f64);
+            metrics::gauge!("fulcrum_vips_local").set(v.local as f64);
+            metrics::counter!("fulcrum_garp_sent_total").absolute(v.garp_sent);
+            metrics::counter!("fulcrum_arp_replies_sent_total").absolute(v.arp_replies_sent);
+            metrics::counter!("fulcrum_vip_conflicts_total").absolute(v.conflicts_seen);
+            metrics::counter!("fulcrum_vip_send_errors_total").absolute(v.send_errors);
+        }
         let stats = self.dataplane.stats();
         for (listener, lb) in listeners {
             let Some(s) = stats.get(&listener) else {
@@ -74,6 +85,7 @@ pub async fn serve(
     listener: TcpListener,
     raft: RaftNode<ModelApp>,
     dataplane: Dataplane,
+    vips: Option<VipManager>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let recorder = PrometheusBuilder::new().build_recorder();
@@ -85,6 +97,7 @@ pub async fn serve(
         handle,
         raft,
         dataplane,
+        vips,
     };
     let addr: SocketAddr = listener.local_addr().context("metrics listener address")?;
     tracing::info!(%addr, "metrics on /metrics");

@@ -207,6 +207,28 @@ pub trait VipHolder: Send + Sync + 'static {
     fn set_held(&self, vips: &BTreeSet<HeldVip>) -> impl std::future::Future<Output = ()> + Send;
 }
 
+/// The host's VIP machinery: addresses on `lo`, ARP answers and gratuitous ARP.
+impl VipHolder for crate::vip::VipManager {
+    async fn set_local(&self, vips: &BTreeSet<HeldVip>) {
+        let vips = vips
+            .iter()
+            .map(|v| crate::vip::Vip::new(v.address, v.interface.clone()))
+            .collect();
+        if let Err(e) = crate::vip::VipManager::set_local(self, &vips).await {
+            tracing::error!(error = %e, "cannot make VIPs local");
+        }
+    }
+    async fn set_held(&self, vips: &BTreeSet<HeldVip>) {
+        let vips = vips
+            .iter()
+            .map(|v| crate::vip::Vip::new(v.address, v.interface.clone()))
+            .collect();
+        if let Err(e) = crate::vip::VipManager::set_held(self, &vips).await {
+            tracing::error!(error = %e, "cannot hold VIPs");
+        }
+    }
+}
+
 /// The interface a VIP is announced on; loopback VIPs need none and are left out.
 fn announced(vip: IpAddr, subnets: &[VipSubnet]) -> Option<HeldVip> {
     if vip.is_loopback() {

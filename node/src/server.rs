@@ -27,6 +27,7 @@ use crate::config::Checked;
 use crate::ownership::{self, HeldVip, OwnershipTimings, VipHolder};
 use crate::reconcile;
 use crate::replica::{ModelApp, RaftStore};
+use crate::vip::{VipManager, VipManagerConfig};
 
 /// Holds VIPs by logging only (until the host VIP manager is wired in).
 struct LoggingHolder;
@@ -111,17 +112,52 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
         },
         Some(Arc::new(reconcile::DataplaneStats(dataplane.clone()))),
     );
+    // VIPs announced on an interface need the host machinery (CAP_NET_ADMIN, CAP_NET_RAW);
+    // loopback-only clusters (dev, tests) hold VIPs by bookkeeping alone.
+    let vip_manager = if config.vip_subnets.iter().any(|s| !s.interface.is_empty()) {
+        Some(
+            VipManager::start(VipManagerConfig::default(), stop(shutdown.clone()))
+                .await
+                .context("cannot start the VIP manager (needs CAP_NET_ADMIN and CAP_NET_RAW)")?,
+        )
+    } else {
+        None
+    };
     if let Some(listener) = metrics_listener {
         tokio::spawn({
-            let (raft, dataplane, shutdown) = (raft.clone(), dataplane.clone(), shutdown.clone());
+            let (raft, dataplane, vips, shutdown) = (
+                raft.clone(),
+                dataplane.clone(),
+                vip_manager.clone(),
+                shutdown.clone(),
+            );
             async move {
-                if let Err(e) = crate::metrics::serve(listener, raft, dataplane, shutdown).await {
+                if let Err(e) =
+                    crate::metrics::serve(listener, raft, dataplane, vips, shutdown).await
+                {
                     tracing::error!(error = %e, "metrics endpoint stopped");
                 }
             }
         });
     }
+    let holding = match vip_manager.clone() {
+        Some(vm) => tokio::spawn(ownership::hold(
+            raft.clone(),
+            vm,
+            config.vip_subnets.clone(),
+            timings,
+            shutdown.clone(),
+        )),
+        None => tokio::spawn(ownership::hold(
+            raft.clone(),
+            LoggingHolder,
+            config.vip_subnets.clone(),
+            timings,
+            shutdown.clone(),
+        )),
+    };
     let loops = [
+        holding,
         tokio::spawn(reconcile::run(
             raft.clone(),
             dataplane.clone(),
@@ -134,13 +170,6 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
             shutdown.clone(),
         )),
         tokio::spawn(ownership::place(raft.clone(), timings, shutdown.clone())),
-        tokio::spawn(ownership::hold(
-            raft.clone(),
-            LoggingHolder,
-            config.vip_subnets.clone(),
-            timings,
-            shutdown.clone(),
-        )),
     ];
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -184,6 +213,9 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
     let _ = stop_tx.send(true);
     for task in loops {
         let _ = task.await;
+    }
+    if let Some(vm) = &vip_manager {
+        vm.stopped().await;
     }
     raft.shutdown().await.context("Raft shutdown")?;
     let _ = peer.await;
