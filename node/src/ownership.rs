@@ -17,10 +17,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use fulcrum_control::api::VipSubnet;
-use fulcrum_proto::internal::{command, Command, VipAssignments};
+use fulcrum_proto::internal::{command, VipAssignments};
 use fulcrum_proto::v1::LoadBalancer;
 use fulcrum_raft::{ClusterStatus, RaftNode, Role};
-use prost::Message;
 use tokio::sync::watch;
 
 use crate::replica::ModelApp;
@@ -142,13 +141,17 @@ pub fn plan(placements: &[Placement], alive: &BTreeSet<u64>) -> HashMap<String, 
     changes
 }
 
-/// Whether this node's lease is valid now.
+/// Whether this node's lease is valid now: recent contact (a quorum for the leader, the
+/// leader for others) and, after a gap in contact, a state machine that has applied
+/// everything the leader had committed when contact resumed, so a node waking up
+/// (SIGCONT, healed link, restart) never acts on a placement made while it was away.
 pub fn lease_valid(status: &ClusterStatus, lease: Duration) -> bool {
     let single_voter = status.voters.len() == 1 && status.voters.contains_key(&status.node_id);
+    let caught_up = status.last_applied >= status.resync_commit.unwrap_or(0);
     match status.role {
         Role::Leader if single_voter => true,
         Role::Leader | Role::Follower | Role::Learner => {
-            status.leader_contact_age.is_some_and(|age| age < lease)
+            caught_up && status.leader_contact_age.is_some_and(|age| age < lease)
         }
         Role::Candidate | Role::Shutdown => false,
     }
@@ -169,17 +172,8 @@ pub async fn place(
             let changes = plan(&raft.read_local(placements), &alive);
             if !changes.is_empty() {
                 tracing::info!(?changes, ?alive, "placing VIPs");
-                let command = Command {
-                    request_id: String::new(),
-                    now: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                        .to_string(),
-                    op: Some(command::Op::VipAssignments(VipAssignments {
-                        owners: changes,
-                    })),
-                };
-                if let Err(e) = raft.write(command.encode_to_vec()).await {
-                    tracing::warn!(error = %e, "VIP placement not committed; will retry");
-                }
+                let op = command::Op::VipAssignments(VipAssignments { owners: changes });
+                crate::reconcile::propose(&raft, op, &shutdown).await;
             }
         } else {
             leader_since = None;

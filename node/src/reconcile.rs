@@ -27,13 +27,20 @@ const NOT_SERVED: &str = "not served: ";
 /// How long health events are gathered into one report.
 const HEALTH_BATCH: Duration = Duration::from_millis(100);
 
-async fn propose(raft: &RaftNode<ModelApp>, op: command::Op) {
+/// Proposes a background command (no request id: nothing is remembered for it), giving up
+/// at shutdown so a node that lost its quorum still stops at once.
+pub async fn propose(raft: &RaftNode<ModelApp>, op: command::Op, shutdown: &watch::Receiver<bool>) {
     let command = Command {
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: String::new(),
         now: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         op: Some(op),
     };
-    if let Err(e) = raft.write(command.encode_to_vec()).await {
+    let mut shutdown = shutdown.clone();
+    let result = tokio::select! {
+        r = raft.write(command.encode_to_vec()) => r,
+        _ = shutdown.wait_for(|s| *s) => return,
+    };
+    if let Err(e) = result {
         tracing::debug!(error = %e, "background proposal failed; will retry");
     }
 }
@@ -115,10 +122,15 @@ pub async fn run(
                     revision,
                     listener_errors: errors.clone(),
                 };
-                propose(&raft, command::Op::ConfirmApplied(confirm)).await;
+                propose(&raft, command::Op::ConfirmApplied(confirm), &shutdown).await;
             }
             if defaults != quota_defaults {
-                propose(&raft, command::Op::SetQuotaDefaults(quota_defaults.clone())).await;
+                propose(
+                    &raft,
+                    command::Op::SetQuotaDefaults(quota_defaults.clone()),
+                    &shutdown,
+                )
+                .await;
             }
         }
         tokio::select! {
@@ -167,11 +179,8 @@ pub async fn report_health(
                     .collect()
             });
             if !changed.is_empty() {
-                propose(
-                    &raft,
-                    command::Op::MemberHealth(MemberHealth { statuses: changed }),
-                )
-                .await;
+                let op = command::Op::MemberHealth(MemberHealth { statuses: changed });
+                propose(&raft, op, &shutdown).await;
             }
         }
         let event = tokio::select! {

@@ -258,7 +258,26 @@ fn pool_config(state: &State, p: &Pool, warnings: &mut Vec<String>) -> Result<Po
     };
     let session_persistence = p.session_persistence.as_ref().and_then(|sp| {
         match SessionPersistenceType::try_from(sp.r#type) {
-            Ok(SessionPersistenceType::SourceIp) => Some(SessionPersistence::SourceIp),
+            Ok(SessionPersistenceType::SourceIp) => Some(SessionPersistence::SourceIp {
+                timeout: sp
+                    .persistence_timeout
+                    .and_then(|s| u64::try_from(s).ok())
+                    .filter(|s| *s > 0)
+                    .map(Duration::from_secs),
+                granularity: match sp.persistence_granularity.trim() {
+                    "" => None,
+                    mask => mask
+                        .parse::<IpAddr>()
+                        .map_err(|_| {
+                            warnings.push(format!(
+                                "pool {}: persistence_granularity '{mask}' is not a netmask; \
+                             the whole client address is used",
+                                p.id
+                            ));
+                        })
+                        .ok(),
+                },
+            }),
             Ok(SessionPersistenceType::HttpCookie) => Some(SessionPersistence::HttpCookie),
             Ok(SessionPersistenceType::AppCookie) => Some(SessionPersistence::AppCookie {
                 cookie_name: sp.cookie_name.clone(),
@@ -925,6 +944,45 @@ mod tests {
     }
 
     #[test]
+    fn udp_source_ip_persistence_keeps_timeout_and_granularity() {
+        let mut l = listener("l1", "lb1", Protocol::Udp, 53);
+        l.default_pool_id = "p1".into();
+        let mut p = pool("p1", "lb1", Protocol::Udp, api::LbAlgorithm::RoundRobin);
+        p.session_persistence = Some(ApiPersistence {
+            r#type: SessionPersistenceType::SourceIp as i32,
+            persistence_timeout: Some(60),
+            persistence_granularity: "255.255.255.0".into(),
+            ..Default::default()
+        });
+        let mut bad = pool("p2", "lb1", Protocol::Udp, api::LbAlgorithm::RoundRobin);
+        bad.session_persistence = Some(ApiPersistence {
+            r#type: SessionPersistenceType::SourceIp as i32,
+            persistence_timeout: Some(0),
+            ..Default::default()
+        });
+        let mut l2 = listener("l2", "lb1", Protocol::Udp, 54);
+        l2.default_pool_id = "p2".into();
+        let state = model(one_lb(vec![l, l2], vec![p, bad]));
+        let t = translate(&state);
+        let sp = |i: usize| {
+            t.config.listeners[i]
+                .default_pool
+                .as_ref()
+                .unwrap()
+                .session_persistence
+                .clone()
+        };
+        assert_eq!(
+            sp(0),
+            Some(SessionPersistence::SourceIp {
+                timeout: Some(Duration::from_secs(60)),
+                granularity: Some("255.255.255.0".parse().unwrap()),
+            })
+        );
+        assert_eq!(sp(1), Some(SessionPersistence::SOURCE_IP));
+    }
+
+    #[test]
     fn pool_protocols_algorithms_and_persistence() {
         use api::LbAlgorithm as A;
         let persistence = |kind: SessionPersistenceType, cookie: &str| {
@@ -951,7 +1009,7 @@ mod tests {
                 persistence(SessionPersistenceType::SourceIp, ""),
                 PoolProtocol::Https,
                 LbAlgorithm::SourceIp,
-                Some(SessionPersistence::SourceIp),
+                Some(SessionPersistence::SOURCE_IP),
             ),
             (
                 Protocol::Http,
@@ -989,7 +1047,7 @@ mod tests {
                 persistence(SessionPersistenceType::SourceIp, ""),
                 PoolProtocol::Udp,
                 LbAlgorithm::SourceIp,
-                Some(SessionPersistence::SourceIp),
+                Some(SessionPersistence::SOURCE_IP),
             ),
         ];
         for (lp, pp, algorithm, sp, want_protocol, want_algorithm, want_sp) in cases {

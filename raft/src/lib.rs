@@ -184,4 +184,9 @@ pub struct ClusterStatus {
     /// follower or learner, time since it last accepted an AppendEntries (heartbeat) from the
     /// leader. `None` if never.
     pub leader_contact_age: Option<Duration>,
+    /// On a follower or learner: the leader's commit index carried by the first contact
+    /// after the last gap in contact longer than four heartbeats (a pause, a partition, a
+    /// restart). Until `last_applied` reaches it, the node's state may predate decisions
+    /// taken while it was away (VIP fencing waits for it). `None` on the leader.
+    pub resync_commit: Option<u64>,
 }

@@ -44,6 +44,14 @@ use crate::Role;
 
 pub(crate) type OpenRaft<A> = openraft::Raft<TypeConfig, StateMachineStore<A>>;
 
+/// The last AppendEntries accepted from the leader: when it arrived, and the leader's
+/// commit index carried by the first contact after the last gap in contact.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeaderContact {
+    pub(crate) received: Instant,
+    pub(crate) resync_commit: Option<u64>,
+}
+
 /// One member of a Raft cluster replicating an [`App`]. Cheap to clone.
 pub struct RaftNode<A: App> {
     pub(crate) inner: Arc<Inner<A>>,
@@ -59,12 +67,12 @@ impl<A: App> Clone for RaftNode<A> {
 
 pub(crate) struct Inner<A: App> {
     pub(crate) id: u64,
-    config: RaftConfig,
+    pub(crate) config: RaftConfig,
     pub(crate) raft: OpenRaft<A>,
     shared: Arc<SmShared<A>>,
     clients: PeerClients,
     /// When this node last accepted an AppendEntries from a leader.
-    pub(crate) leader_contact: Mutex<Option<Instant>>,
+    pub(crate) leader_contact: Mutex<Option<LeaderContact>>,
     /// Set to `true` by [`RaftNode::shutdown`]; stops `serve_peer`.
     stopped: watch::Sender<bool>,
     /// The database, to wait for it to close on shutdown.
@@ -379,16 +387,22 @@ impl<A: App> RaftNode<A> {
                 })
                 .collect()
         });
-        let leader_contact_age = if role == Role::Leader {
-            m.last_quorum_acked
+        let contact = *self
+            .inner
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (leader_contact_age, resync_commit) = if role == Role::Leader {
+            let age = m
+                .last_quorum_acked
                 .as_ref()
-                .map(|t| openraft::Instant::elapsed(&**t))
+                .map(|t| openraft::Instant::elapsed(&**t));
+            (age, None)
         } else {
-            self.inner
-                .leader_contact
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .map(|t| t.elapsed())
+            (
+                contact.map(|c| c.received.elapsed()),
+                contact.and_then(|c| c.resync_commit),
+            )
         };
         ClusterStatus {
             node_id: self.inner.id,
@@ -406,6 +420,7 @@ impl<A: App> RaftNode<A> {
                 == m.committed_membership_config.log_id(),
             replication,
             leader_contact_age,
+            resync_commit,
         }
     }
 
@@ -597,6 +612,23 @@ impl<A: App> RaftNode<A> {
     }
 
     /// Forward `op` to the node `leader_id` at `addr`.
+    /// Resolves once this node knows a leader other than `leader_id`.
+    async fn leader_moved_from(&self, leader_id: u64) {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            if rx
+                .borrow_watched()
+                .current_leader
+                .is_some_and(|l| l != leader_id)
+            {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     async fn run_remote(&self, leader_id: u64, addr: &str, op: &Op) -> Result<Attempt, RaftError> {
         let forward_err = |reason: String, outcome_unknown: bool| RaftError::Forward {
             leader_id,
@@ -613,53 +645,70 @@ impl<A: App> RaftNode<A> {
         // The leader bounds the operation itself; give it a little extra for the transport.
         let slack = Duration::from_secs(2);
         let is_write = matches!(op, Op::Write(_));
-        let res = match op {
-            Op::Write(cmd) => {
-                let wait = Duration::from_millis(cfg.write_timeout_ms) + slack;
-                let req = pb::ForwardRequest {
-                    command: cmd.clone(),
-                };
-                tokio::time::timeout(wait, client.forward(req))
-                    .await
-                    .map(|r| {
-                        r.map(|resp| {
-                            let resp = resp.into_inner();
-                            (resp.error, Out::Bytes(resp.response))
+        let call = async {
+            match op {
+                Op::Write(cmd) => {
+                    let wait = Duration::from_millis(cfg.write_timeout_ms) + slack;
+                    let req = pb::ForwardRequest {
+                        command: cmd.clone(),
+                    };
+                    tokio::time::timeout(wait, client.forward(req))
+                        .await
+                        .map(|r| {
+                            r.map(|resp| {
+                                let resp = resp.into_inner();
+                                (resp.error, Out::Bytes(resp.response))
+                            })
                         })
-                    })
-            }
-            Op::ReadIndex => {
-                let wait = Duration::from_millis(cfg.write_timeout_ms) + slack;
-                tokio::time::timeout(wait, client.read_index(pb::ReadIndexRequest {}))
-                    .await
-                    .map(|r| {
-                        r.map(|resp| {
-                            let resp = resp.into_inner();
-                            (resp.error, Out::Index(resp.index))
+                }
+                Op::ReadIndex => {
+                    let wait = Duration::from_millis(cfg.write_timeout_ms) + slack;
+                    tokio::time::timeout(wait, client.read_index(pb::ReadIndexRequest {}))
+                        .await
+                        .map(|r| {
+                            r.map(|resp| {
+                                let resp = resp.into_inner();
+                                (resp.error, Out::Index(resp.index))
+                            })
                         })
-                    })
-            }
-            Op::AddLearner(id, learner_addr) => {
-                let wait = Duration::from_millis(cfg.membership_timeout_ms) + slack;
-                let req = pb::AddLearnerRequest {
-                    node_id: *id,
-                    addr: learner_addr.clone(),
-                };
-                tokio::time::timeout(wait, client.add_learner(req))
-                    .await
-                    .map(|r| r.map(|resp| (resp.into_inner().error, Out::Unit)))
-            }
-            Op::ChangeVoters(voters) => {
-                let wait = Duration::from_millis(cfg.membership_timeout_ms) + slack;
-                let req = pb::ChangeVotersRequest {
-                    voters: voters.iter().copied().collect(),
-                };
-                tokio::time::timeout(wait, client.change_voters(req))
-                    .await
-                    .map(|r| r.map(|resp| (resp.into_inner().error, Out::Unit)))
+                }
+                Op::AddLearner(id, learner_addr) => {
+                    let wait = Duration::from_millis(cfg.membership_timeout_ms) + slack;
+                    let req = pb::AddLearnerRequest {
+                        node_id: *id,
+                        addr: learner_addr.clone(),
+                    };
+                    tokio::time::timeout(wait, client.add_learner(req))
+                        .await
+                        .map(|r| r.map(|resp| (resp.into_inner().error, Out::Unit)))
+                }
+                Op::ChangeVoters(voters) => {
+                    let wait = Duration::from_millis(cfg.membership_timeout_ms) + slack;
+                    let req = pb::ChangeVotersRequest {
+                        voters: voters.iter().copied().collect(),
+                    };
+                    tokio::time::timeout(wait, client.change_voters(req))
+                        .await
+                        .map(|r| r.map(|resp| (resp.into_inner().error, Out::Unit)))
+                }
             }
         };
         let is_read = matches!(op, Op::ReadIndex);
+        // A forward to a leader that has been replaced (partitioned, paused) would wait for
+        // its timeout; give up as soon as another leader is known.
+        let res = tokio::select! {
+            res = call => res,
+            _ = self.leader_moved_from(leader_id) => {
+                return if is_write {
+                    Err(forward_err(
+                        "another node became leader while the write was in flight".into(),
+                        true,
+                    ))
+                } else {
+                    Ok(Attempt::NotLeader(None))
+                };
+            }
+        };
         match res {
             Ok(Ok((None, out))) => Ok(Attempt::Done(out)),
             Ok(Ok((Some(e), _))) => peer_error_to_attempt(e, leader_id, addr, is_write),

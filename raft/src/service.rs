@@ -1,5 +1,6 @@
 //! Server side of the peer transport: the `fulcrum.raft.v1.RaftPeer` gRPC service.
 
+use std::time::Duration;
 use std::time::Instant;
 
 use openraft::raft::AppendEntriesRequest;
@@ -15,6 +16,7 @@ use tonic::Streaming;
 
 use crate::node::attempt_to_peer_error;
 use crate::node::Attempt;
+use crate::node::LeaderContact;
 use crate::node::Op;
 use crate::node::Out;
 use crate::pb;
@@ -58,8 +60,10 @@ impl<A: App> RaftPeer for PeerService<A> {
         &self,
         request: Request<pb::RaftMessage>,
     ) -> Result<Response<pb::RaftMessage>, Status> {
+        let received = Instant::now();
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(&request.into_inner().json, "AppendEntriesRequest")?;
+        let leader_commit = rpc.leader_commit.as_ref().map(|l| l.index);
         let resp = self
             .node
             .inner
@@ -68,12 +72,23 @@ impl<A: App> RaftPeer for PeerService<A> {
             .await
             .map_err(stopped)?;
         if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
-            *self
+            let gap = Duration::from_millis(4 * self.node.inner.config.heartbeat_ms);
+            let mut contact = self
                 .node
                 .inner
                 .leader_contact
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                .unwrap_or_else(|p| p.into_inner());
+            // After a gap longer than a VIP lease (a pause, a partition, a restart), the node
+            // must apply what the leader had committed before it acts on its state again.
+            let resync_commit = match *contact {
+                Some(c) if received.saturating_duration_since(c.received) <= gap => c.resync_commit,
+                _ => leader_commit,
+            };
+            *contact = Some(LeaderContact {
+                received,
+                resync_commit,
+            });
         }
         reply(&resp)
     }

@@ -1,0 +1,188 @@
+//! An ARP observer in the client namespace: records who answers for which IPv4 address.
+//!
+//! A raw `AF_PACKET` socket bound to the ARP ethertype, opened on a thread that entered the
+//! client namespace, sees every ARP frame on the client's link: its own requests, the
+//! replies, and gratuitous ARP from VIP takeovers. [`ArpObserver::macs_for`] tells which
+//! MACs claimed an address; two MACs claiming one VIP in overlapping windows is a split brain
+//! (invariant 3). No `unsafe`: socket2 wraps the socket calls.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::netns::enter_netns;
+
+const ETH_P_ARP: u16 = 0x0806;
+
+/// One ARP frame seen on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArpEvent {
+    /// When it was read.
+    pub at: Instant,
+    /// 1 = request, 2 = reply.
+    pub op: u16,
+    /// Sender hardware address, `aa:bb:cc:dd:ee:ff`.
+    pub sender_mac: String,
+    /// Sender protocol address: the address the sender claims.
+    pub sender_ip: Ipv4Addr,
+    /// Target protocol address.
+    pub target_ip: Ipv4Addr,
+}
+
+impl ArpEvent {
+    /// A reply, or a gratuitous announcement (sender address == target address).
+    pub fn is_claim(&self) -> bool {
+        self.op == 2 || (self.op == 1 && self.sender_ip == self.target_ip)
+    }
+}
+
+/// Parses an Ethernet frame carrying IPv4-over-Ethernet ARP.
+pub fn parse_arp(frame: &[u8], at: Instant) -> Option<ArpEvent> {
+    if frame.len() < 42 || u16::from_be_bytes([frame[12], frame[13]]) != ETH_P_ARP {
+        return None;
+    }
+    let a = &frame[14..42];
+    let (htype, ptype, hlen, plen) = (
+        u16::from_be_bytes([a[0], a[1]]),
+        u16::from_be_bytes([a[2], a[3]]),
+        a[4],
+        a[5],
+    );
+    if htype != 1 || ptype != 0x0800 || hlen != 6 || plen != 4 {
+        return None;
+    }
+    let mac = a[8..14]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Some(ArpEvent {
+        at,
+        op: u16::from_be_bytes([a[6], a[7]]),
+        sender_mac: mac,
+        sender_ip: Ipv4Addr::new(a[14], a[15], a[16], a[17]),
+        target_ip: Ipv4Addr::new(a[24], a[25], a[26], a[27]),
+    })
+}
+
+/// Records ARP frames in a namespace until dropped.
+pub struct ArpObserver {
+    events: Arc<Mutex<Vec<ArpEvent>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ArpObserver {
+    /// Starts observing in the named namespace (e.g. [`crate::Lab::client_netns`]).
+    pub fn start(netns: &str) -> Result<ArpObserver, String> {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ev, st, ns) = (events.clone(), stop.clone(), netns.to_string());
+        let thread = std::thread::Builder::new()
+            .name(format!("arp-{netns}"))
+            .spawn(move || {
+                let opened = enter_netns(&ns)
+                    .and_then(|()| {
+                        Socket::new(
+                            Domain::PACKET,
+                            Type::RAW,
+                            Some(Protocol::from(i32::from(ETH_P_ARP.to_be()))),
+                        )
+                    })
+                    .and_then(|s| {
+                        s.set_read_timeout(Some(Duration::from_millis(50)))?;
+                        Ok(s)
+                    });
+                let mut socket = match opened {
+                    Ok(s) => {
+                        let _ = ready_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("ARP socket in {ns}: {e}")));
+                        return;
+                    }
+                };
+                let mut buf = [0u8; 2048];
+                while !st.load(Ordering::Relaxed) {
+                    match socket.read(&mut buf) {
+                        Ok(n) => {
+                            if let Some(e) = parse_arp(&buf[..n], Instant::now()) {
+                                ev.lock().expect("arp events").push(e);
+                            }
+                        }
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut
+                                || e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => return,
+                    }
+                }
+            })
+            .map_err(|e| format!("spawn ARP thread: {e}"))?;
+        ready_rx
+            .recv()
+            .map_err(|_| "ARP thread died before it was ready".to_string())??;
+        Ok(ArpObserver {
+            events,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Every ARP frame seen so far.
+    pub fn events(&self) -> Vec<ArpEvent> {
+        self.events.lock().expect("arp events").clone()
+    }
+
+    /// The MACs that claimed `ip` (replies and gratuitous ARP) since `since`.
+    pub fn macs_for(&self, ip: Ipv4Addr, since: Instant) -> BTreeSet<String> {
+        self.events
+            .lock()
+            .expect("arp events")
+            .iter()
+            .filter(|e| e.at >= since && e.sender_ip == ip && e.is_claim())
+            .map(|e| e.sender_mac.clone())
+            .collect()
+    }
+}
+
+impl Drop for ArpObserver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_an_arp_reply() {
+        let mut f = vec![0u8; 42];
+        f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+        f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+        f[22..28].copy_from_slice(&[2, 0, 0, 0, 0, 0x1f]);
+        f[28..32].copy_from_slice(&[10, 77, 1, 1]);
+        f[38..42].copy_from_slice(&[10, 77, 1, 100]);
+        let e = parse_arp(&f, Instant::now()).unwrap();
+        assert_eq!(e.op, 2);
+        assert_eq!(e.sender_mac, "02:00:00:00:00:1f");
+        assert_eq!(e.sender_ip, Ipv4Addr::new(10, 77, 1, 1));
+        assert_eq!(e.target_ip, Ipv4Addr::new(10, 77, 1, 100));
+        assert!(e.is_claim());
+        f[12] = 8;
+        f[13] = 0;
+        assert!(parse_arp(&f, Instant::now()).is_none());
+    }
+}
