@@ -67,6 +67,33 @@ fn node_id(s: &str) -> Option<u64> {
     s.parse().ok().filter(|n| *n > 0)
 }
 
+/// The placements of the latest applied revision, re-read only when the revision moved (the
+/// loops below look many times a second; the model may hold many load balancers).
+struct PlacementCache {
+    applied: watch::Receiver<u64>,
+    revision: Option<u64>,
+    placements: Vec<Placement>,
+}
+
+impl PlacementCache {
+    fn new(raft: &RaftNode<ModelApp>) -> Self {
+        Self {
+            applied: raft.applied_index(),
+            revision: None,
+            placements: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, raft: &RaftNode<ModelApp>) -> &[Placement] {
+        let revision = *self.applied.borrow_and_update();
+        if self.revision != Some(revision) {
+            self.placements = raft.read_local(placements);
+            self.revision = Some(revision);
+        }
+        &self.placements
+    }
+}
+
 /// Every load balancer's placement, ordered by id.
 pub fn placements(app: &ModelApp) -> Vec<Placement> {
     app.state
@@ -164,19 +191,32 @@ pub async fn place(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut leader_since: Option<Instant> = None;
+    let mut cache = PlacementCache::new(&raft);
+    let mut last_view: Option<(Option<u64>, BTreeSet<u64>)> = None;
     loop {
         let status = raft.status();
         if status.role == Role::Leader {
             let since = *leader_since.get_or_insert_with(Instant::now);
             let alive = alive_nodes(&status, since.elapsed(), timings.dead_after);
-            let changes = plan(&raft.read_local(placements), &alive);
+            cache.get(&raft);
+            // Plan again only when the placements or the live nodes changed.
+            let view = (cache.revision, alive.clone());
+            let changes = if last_view.as_ref() == Some(&view) {
+                HashMap::new()
+            } else {
+                last_view = Some(view);
+                plan(&cache.placements, &alive)
+            };
             if !changes.is_empty() {
                 tracing::info!(?changes, ?alive, "placing VIPs");
                 let op = command::Op::VipAssignments(VipAssignments { owners: changes });
                 crate::reconcile::propose(&raft, op, &shutdown).await;
+                // Look again next tick, whether or not the proposal went through.
+                last_view = None;
             }
         } else {
             leader_since = None;
+            last_view = None;
         }
         tokio::select! {
             _ = tokio::time::sleep(timings.tick) => {}
@@ -245,9 +285,12 @@ pub async fn hold<H: VipHolder>(
 ) {
     let me = raft.node_id();
     let mut owned_since: HashMap<String, Instant> = HashMap::new();
-    let mut local = BTreeSet::new();
     let mut held = BTreeSet::new();
     let mut lease_was_valid = false;
+    let mut cache = PlacementCache::new(&raft);
+    let mut seen_revision = None;
+    // The VIPs placed here: (load balancer, VIP, whether it was taken over from another node).
+    let mut mine: Vec<(String, HeldVip, bool)> = Vec::new();
     loop {
         let status = raft.status();
         let lease = lease_valid(&status, timings.lease);
@@ -255,29 +298,34 @@ pub async fn hold<H: VipHolder>(
             tracing::info!(node_id = me, lease, "VIP lease changed");
             lease_was_valid = lease;
         }
-        let all = raft.read_local(placements);
-        let now_local: BTreeSet<HeldVip> = all
-            .iter()
-            .filter_map(|p| announced(p.vip, &subnets))
-            .collect();
-        if now_local != local {
-            holder.set_local(&now_local).await;
-            local = now_local;
+        cache.get(&raft);
+        if seen_revision != cache.revision {
+            seen_revision = cache.revision;
+            let all = &cache.placements;
+            let local: BTreeSet<HeldVip> = all
+                .iter()
+                .filter_map(|p| announced(p.vip, &subnets))
+                .collect();
+            mine = all
+                .iter()
+                .filter(|p| p.owner == Some(me))
+                .filter_map(|p| {
+                    let taken_over = p.previous_owner.is_some_and(|prev| prev != me);
+                    Some((
+                        p.loadbalancer_id.clone(),
+                        announced(p.vip, &subnets)?,
+                        taken_over,
+                    ))
+                })
+                .collect();
+            owned_since.retain(|id, _| mine.iter().any(|(m, _, _)| m == id));
+            holder.set_local(&local).await;
         }
-        owned_since.retain(|id, _| {
-            all.iter()
-                .any(|p| &p.loadbalancer_id == id && p.owner == Some(me))
-        });
         let mut now_held = BTreeSet::new();
-        for p in all.iter().filter(|p| p.owner == Some(me)) {
-            let since = *owned_since
-                .entry(p.loadbalancer_id.clone())
-                .or_insert_with(Instant::now);
-            let taken_over = p.previous_owner.is_some_and(|prev| prev != me);
+        for (id, vip, taken_over) in &mine {
+            let since = *owned_since.entry(id.clone()).or_insert_with(Instant::now);
             if lease && (!taken_over || since.elapsed() >= timings.handover) {
-                if let Some(v) = announced(p.vip, &subnets) {
-                    now_held.insert(v);
-                }
+                now_held.insert(vip.clone());
             }
         }
         if now_held != held {
