@@ -67,46 +67,39 @@ fn node_id(s: &str) -> Option<u64> {
     s.parse().ok().filter(|n| *n > 0)
 }
 
-/// The placements of the latest applied revision, re-read only when the revision moved (the
-/// loops below look many times a second; the model may hold many load balancers).
-struct PlacementCache {
-    applied: watch::Receiver<u64>,
-    revision: Option<u64>,
-    placements: Vec<Placement>,
+/// One load balancer's placement.
+fn placement_of(app: &ModelApp, lb_id: &str) -> Option<Placement> {
+    let lb = app.state.get::<LoadBalancer>(lb_id)?;
+    Some(Placement {
+        loadbalancer_id: lb.id.clone(),
+        vip: lb.vip_address.parse().ok()?,
+        owner: node_id(&lb.vip_owner),
+        previous_owner: node_id(&lb.vip_previous_owner),
+    })
 }
 
-impl PlacementCache {
-    fn new(raft: &RaftNode<ModelApp>) -> Self {
-        Self {
-            applied: raft.applied_index(),
-            revision: None,
-            placements: Vec::new(),
+/// What placement needs, read from the model's owner index (cost grows with the VIPs to
+/// move, not with all VIPs): VIPs per live node, and the placements of VIPs that are not
+/// placed or sit on a node that is not alive.
+fn placement_view(app: &ModelApp, alive: &BTreeSet<u64>) -> (BTreeMap<u64, usize>, Vec<Placement>) {
+    let mut load: BTreeMap<u64, usize> = alive.iter().map(|n| (*n, 0)).collect();
+    let mut to_place = Vec::new();
+    for (owner, ids) in app.state.vip_owners() {
+        match node_id(owner).filter(|n| alive.contains(n)) {
+            Some(n) => *load.entry(n).or_default() += ids.len(),
+            None => to_place.extend(ids.iter().filter_map(|id| placement_of(app, id))),
         }
     }
-
-    fn get(&mut self, raft: &RaftNode<ModelApp>) -> &[Placement] {
-        let revision = *self.applied.borrow_and_update();
-        if self.revision != Some(revision) {
-            self.placements = raft.read_local(placements);
-            self.revision = Some(revision);
-        }
-        &self.placements
-    }
+    (load, to_place)
 }
 
-/// Every load balancer's placement, ordered by id.
-pub fn placements(app: &ModelApp) -> Vec<Placement> {
+/// The placements of the VIPs placed on `node`.
+fn placed_on(app: &ModelApp, node: u64) -> Vec<Placement> {
     app.state
-        .all::<LoadBalancer>()
-        .filter_map(|lb| {
-            Some(Placement {
-                loadbalancer_id: lb.id.clone(),
-                vip: lb.vip_address.parse().ok()?,
-                owner: node_id(&lb.vip_owner),
-                previous_owner: node_id(&lb.vip_previous_owner),
-            })
-        })
-        .collect()
+        .vip_owners()
+        .get(&node.to_string())
+        .map(|ids| ids.iter().filter_map(|id| placement_of(app, id)).collect())
+        .unwrap_or_default()
 }
 
 /// Nodes the leader counts as alive: itself, and members that acknowledged within
@@ -136,22 +129,16 @@ pub fn alive_nodes(
         .collect()
 }
 
-/// The placement changes the leader should make: load balancer id -> new owner.
-pub fn plan(placements: &[Placement], alive: &BTreeSet<u64>) -> HashMap<String, u64> {
-    let mut load: BTreeMap<u64, usize> = alive.iter().map(|n| (*n, 0)).collect();
-    for p in placements {
-        if let Some(n) = p.owner.and_then(|o| load.get_mut(&o)) {
-            *n += 1;
-        }
-    }
+/// The placement changes the leader should make: load balancer id -> new owner, for the
+/// VIPs in `to_place` (not placed, or on a node that is gone), given the VIPs each live node
+/// holds now (`load`).
+pub fn plan(mut load: BTreeMap<u64, usize>, to_place: &[Placement]) -> HashMap<String, u64> {
+    let single = load.len() == 1;
     let mut changes = HashMap::new();
-    for p in placements {
-        if p.owner.is_some_and(|o| alive.contains(&o)) {
-            continue;
-        }
+    for p in to_place {
         let pick = load
             .iter()
-            .filter(|(n, _)| Some(**n) != p.previous_owner || alive.len() == 1)
+            .filter(|(n, _)| Some(**n) != p.previous_owner || single)
             .min_by_key(|(n, count)| (**count, **n))
             .map(|(n, _)| *n);
         match pick {
@@ -191,32 +178,20 @@ pub async fn place(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut leader_since: Option<Instant> = None;
-    let mut cache = PlacementCache::new(&raft);
-    let mut last_view: Option<(Option<u64>, BTreeSet<u64>)> = None;
     loop {
         let status = raft.status();
         if status.role == Role::Leader {
             let since = *leader_since.get_or_insert_with(Instant::now);
             let alive = alive_nodes(&status, since.elapsed(), timings.dead_after);
-            cache.get(&raft);
-            // Plan again only when the placements or the live nodes changed.
-            let view = (cache.revision, alive.clone());
-            let changes = if last_view.as_ref() == Some(&view) {
-                HashMap::new()
-            } else {
-                last_view = Some(view);
-                plan(&cache.placements, &alive)
-            };
+            let (load, to_place) = raft.read_local(|app| placement_view(app, &alive));
+            let changes = plan(load, &to_place);
             if !changes.is_empty() {
                 tracing::info!(?changes, ?alive, "placing VIPs");
                 let op = command::Op::VipAssignments(VipAssignments { owners: changes });
                 crate::reconcile::propose(&raft, op, &shutdown).await;
-                // Look again next tick, whether or not the proposal went through.
-                last_view = None;
             }
         } else {
             leader_since = None;
-            last_view = None;
         }
         tokio::select! {
             _ = tokio::time::sleep(timings.tick) => {}
@@ -224,6 +199,9 @@ pub async fn place(
         }
     }
 }
+
+/// How often every node re-reads the full VIP list to keep them local.
+const LOCAL_REFRESH: Duration = Duration::from_millis(500);
 
 /// A VIP to hold and the interface it is announced on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -287,10 +265,8 @@ pub async fn hold<H: VipHolder>(
     let mut owned_since: HashMap<String, Instant> = HashMap::new();
     let mut held = BTreeSet::new();
     let mut lease_was_valid = false;
-    let mut cache = PlacementCache::new(&raft);
-    let mut seen_revision = None;
-    // The VIPs placed here: (load balancer, VIP, whether it was taken over from another node).
-    let mut mine: Vec<(String, HeldVip, bool)> = Vec::new();
+    let mut local: BTreeSet<HeldVip> = BTreeSet::new();
+    let mut local_checked: Option<Instant> = None;
     loop {
         let status = raft.status();
         let lease = lease_valid(&status, timings.lease);
@@ -298,28 +274,31 @@ pub async fn hold<H: VipHolder>(
             tracing::info!(node_id = me, lease, "VIP lease changed");
             lease_was_valid = lease;
         }
-        cache.get(&raft);
-        if seen_revision != cache.revision {
-            seen_revision = cache.revision;
-            let all = &cache.placements;
-            let local: BTreeSet<HeldVip> = all
-                .iter()
-                .filter_map(|p| announced(p.vip, &subnets))
-                .collect();
-            mine = all
-                .iter()
-                .filter(|p| p.owner == Some(me))
-                .filter_map(|p| {
-                    let taken_over = p.previous_owner.is_some_and(|prev| prev != me);
-                    Some((
-                        p.loadbalancer_id.clone(),
-                        announced(p.vip, &subnets)?,
-                        taken_over,
-                    ))
-                })
-                .collect();
-            owned_since.retain(|id, _| mine.iter().any(|(m, _, _)| m == id));
-            holder.set_local(&local).await;
+        // The VIPs placed here: (load balancer, VIP, whether it was taken from another node).
+        let mine: Vec<(String, HeldVip, bool)> = raft
+            .read_local(|app| placed_on(app, me))
+            .into_iter()
+            .filter_map(|p| {
+                let taken_over = p.previous_owner.is_some_and(|prev| prev != me);
+                Some((p.loadbalancer_id, announced(p.vip, &subnets)?, taken_over))
+            })
+            .collect();
+        owned_since.retain(|id, _| mine.iter().any(|(m, _, _)| m == id));
+        // Every VIP stays local (on lo) on every node; the full list is re-read now and then,
+        // and at once when a VIP placed here is not local yet.
+        let stale = local_checked.is_none_or(|t| t.elapsed() >= LOCAL_REFRESH);
+        if stale || mine.iter().any(|(_, v, _)| !local.contains(v)) {
+            let now_local: BTreeSet<HeldVip> = raft.read_local(|app| {
+                app.state
+                    .vip_addresses()
+                    .filter_map(|a| announced(a.parse().ok()?, &subnets))
+                    .collect()
+            });
+            local_checked = Some(Instant::now());
+            if now_local != local {
+                holder.set_local(&now_local).await;
+                local = now_local;
+            }
         }
         let mut now_held = BTreeSet::new();
         for (id, vip, taken_over) in &mine {
@@ -357,6 +336,20 @@ mod tests {
         }
     }
 
+    /// The leader's plan for a full list of placements (as `placement_view` reads it from
+    /// the model's owner index).
+    fn plan_all(placements: &[Placement], alive: &BTreeSet<u64>) -> HashMap<String, u64> {
+        let mut load: BTreeMap<u64, usize> = alive.iter().map(|n| (*n, 0)).collect();
+        let mut to_place = Vec::new();
+        for q in placements {
+            match q.owner.filter(|o| alive.contains(o)) {
+                Some(o) => *load.entry(o).or_default() += 1,
+                None => to_place.push(q.clone()),
+            }
+        }
+        plan(load, &to_place)
+    }
+
     #[test]
     fn new_vips_go_to_the_least_loaded_live_node() {
         let alive = BTreeSet::from([1, 2, 3]);
@@ -366,7 +359,7 @@ mod tests {
             p("c", None, None),
             p("d", None, None),
         ];
-        let changes = plan(&placements, &alive);
+        let changes = plan_all(&placements, &alive);
         assert_eq!(changes.len(), 2);
         assert_eq!(changes["c"], 2);
         assert_eq!(changes["d"], 3);
@@ -381,7 +374,7 @@ mod tests {
             p("c", Some(3), None),
             p("d", Some(2), None),
         ];
-        let changes = plan(&placements, &alive);
+        let changes = plan_all(&placements, &alive);
         assert_eq!(changes.len(), 2, "{changes:?}");
         assert!(changes.values().all(|n| alive.contains(n)));
         assert_ne!(changes["b"], changes["d"], "spread over the live nodes");
@@ -392,23 +385,26 @@ mod tests {
             p("c", Some(3), None),
             p("d", Some(changes["d"]), Some(2)),
         ];
-        assert!(plan(&after, &BTreeSet::from([1, 2, 3])).is_empty());
+        assert!(plan_all(&after, &BTreeSet::from([1, 2, 3])).is_empty());
     }
 
     #[test]
     fn failover_avoids_the_previous_owner() {
-        let changes = plan(
+        let changes = plan_all(
             &[p("a", None, Some(1)), p("b", Some(2), None)],
             &BTreeSet::from([1, 2, 3]),
         );
         assert_eq!(changes["a"], 3);
         // With only the previous owner alive it gets the VIP back rather than none.
-        assert_eq!(plan(&[p("a", None, Some(1))], &BTreeSet::from([1]))["a"], 1);
+        assert_eq!(
+            plan_all(&[p("a", None, Some(1))], &BTreeSet::from([1]))["a"],
+            1
+        );
     }
 
     #[test]
     fn nobody_alive_releases() {
-        let changes = plan(
+        let changes = plan_all(
             &[p("a", Some(2), None), p("b", None, None)],
             &BTreeSet::new(),
         );

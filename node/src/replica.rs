@@ -104,13 +104,12 @@ impl Store for RaftStore {
                 .and_then(|p| p.matched_index)
                 .unwrap_or(0)
         };
-        let placements = self.raft.read_local(crate::ownership::placements);
+        let owners = self.raft.read_local(|app| app.state.vip_owners().clone());
         let vips_of = |id: u64| -> Vec<String> {
-            placements
-                .iter()
-                .filter(|p| p.owner == Some(id))
-                .map(|p| p.loadbalancer_id.clone())
-                .collect()
+            owners
+                .get(&id.to_string())
+                .map(|ids| ids.iter().cloned().collect())
+                .unwrap_or_default()
         };
         let leader = s.role == Role::Leader;
         let alive = crate::ownership::alive_nodes(&s, std::time::Duration::MAX, self.dead_after);

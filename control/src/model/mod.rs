@@ -50,6 +50,8 @@ pub struct State {
     usage: BTreeMap<(String, Kind), i32>,
     /// Derived: load balancer id by VIP address.
     vips: BTreeMap<String, String>,
+    /// Derived: load balancer ids by VIP owner ("" = not placed).
+    vip_owners: BTreeMap<String, BTreeSet<String>>,
     /// Derived: objects in a PENDING_* state, by the revision that made them pending.
     pending: BTreeSet<(u64, Kind, String)>,
     /// Applied request ids with their encoded results, oldest first.
@@ -137,6 +139,17 @@ impl State {
         Some(prior)
     }
 
+    /// Load balancer ids by the node their VIP is placed on (`""` = not placed), each set
+    /// ordered by id.
+    pub fn vip_owners(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.vip_owners
+    }
+
+    /// Every VIP address in use, ordered.
+    pub fn vip_addresses(&self) -> impl Iterator<Item = &str> {
+        self.vips.keys().map(String::as_str)
+    }
+
     /// The load balancer that uses a VIP address.
     pub fn loadbalancer_by_vip(&self, vip: &str) -> Option<&LoadBalancer> {
         self.vips.get(vip).and_then(|id| self.loadbalancers.get(id))
@@ -145,6 +158,10 @@ impl State {
     fn index<T: Object>(&mut self, object: &T) {
         if let Some(lb) = (object as &dyn std::any::Any).downcast_ref::<LoadBalancer>() {
             self.vips.insert(lb.vip_address.clone(), lb.id.clone());
+            self.vip_owners
+                .entry(lb.vip_owner.clone())
+                .or_default()
+                .insert(lb.id.clone());
         }
         for (target, rel) in object.refs() {
             self.refs.insert((target, rel, object.id().to_string()));
@@ -162,6 +179,12 @@ impl State {
     fn unindex<T: Object>(&mut self, object: &T) {
         if let Some(lb) = (object as &dyn std::any::Any).downcast_ref::<LoadBalancer>() {
             self.vips.remove(&lb.vip_address);
+            if let Some(ids) = self.vip_owners.get_mut(&lb.vip_owner) {
+                ids.remove(&lb.id);
+                if ids.is_empty() {
+                    self.vip_owners.remove(&lb.vip_owner);
+                }
+            }
         }
         for (target, rel) in object.refs() {
             self.refs.remove(&(target, rel, object.id().to_string()));
