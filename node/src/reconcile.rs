@@ -49,6 +49,20 @@ fn is_leader(raft: &RaftNode<ModelApp>) -> bool {
     raft.status().role == Role::Leader
 }
 
+/// The highest revision up to `revision` that every live voter has in its log.
+fn replicated_everywhere(status: &fulcrum_raft::ClusterStatus, revision: u64) -> u64 {
+    let live_after = std::time::Duration::from_secs(1);
+    status
+        .replication
+        .iter()
+        .flatten()
+        .filter(|(id, p)| {
+            status.voters.contains_key(id) && p.last_ack_age.is_some_and(|a| a < live_after)
+        })
+        .map(|(_, p)| p.matched_index.unwrap_or(0))
+        .fold(revision, u64::min)
+}
+
 /// Applies every new model revision to the data plane and confirms it.
 pub async fn run(
     raft: RaftNode<ModelApp>,
@@ -109,7 +123,11 @@ pub async fn run(
                 format!("{NOT_SERVED}{}", note.reason),
             );
         }
-        if is_leader(&raft) {
+        let status = raft.status();
+        if status.role == Role::Leader {
+            // Confirm only what every live node has too (replicated to it; its data plane
+            // applies what it has); a dead node does not hold statuses back.
+            let revision = replicated_everywhere(&status, revision);
             let (pending, recorded, defaults) = raft.read_local(|app| {
                 (
                     app.state.pending_up_to(revision),
