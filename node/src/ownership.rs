@@ -93,13 +93,20 @@ fn placement_view(app: &ModelApp, alive: &BTreeSet<u64>) -> (BTreeMap<u64, usize
     (load, to_place)
 }
 
-/// The placements of the VIPs placed on `node`.
-fn placed_on(app: &ModelApp, node: u64) -> Vec<Placement> {
-    app.state
-        .vip_owners()
-        .get(&node.to_string())
-        .map(|ids| ids.iter().filter_map(|id| placement_of(app, id)).collect())
-        .unwrap_or_default()
+/// The VIPs placed on `node` that are announced on an interface: (load balancer, VIP,
+/// whether it was taken over from another node).
+fn placed_on(app: &ModelApp, node: u64, subnets: &[VipSubnet]) -> Vec<(String, HeldVip, bool)> {
+    let Some(ids) = app.state.vip_owners().get(&node.to_string()) else {
+        return Vec::new();
+    };
+    ids.iter()
+        .filter_map(|id| {
+            let lb = app.state.get::<LoadBalancer>(id)?;
+            let vip = announced(lb.vip_address.parse().ok()?, subnets)?;
+            let taken_over = node_id(&lb.vip_previous_owner).is_some_and(|prev| prev != node);
+            Some((lb.id.clone(), vip, taken_over))
+        })
+        .collect()
 }
 
 /// Nodes the leader counts as alive: itself, and members that acknowledged within
@@ -262,6 +269,10 @@ pub async fn hold<H: VipHolder>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let me = raft.node_id();
+    let mut applied = raft.applied_index();
+    let mut mine_revision = None;
+    // The announced VIPs placed here: (load balancer, VIP, taken over from another node).
+    let mut mine: Vec<(String, HeldVip, bool)> = Vec::new();
     let mut owned_since: HashMap<String, Instant> = HashMap::new();
     let mut held = BTreeSet::new();
     let mut lease_was_valid = false;
@@ -274,16 +285,14 @@ pub async fn hold<H: VipHolder>(
             tracing::info!(node_id = me, lease, "VIP lease changed");
             lease_was_valid = lease;
         }
-        // The VIPs placed here: (load balancer, VIP, whether it was taken from another node).
-        let mine: Vec<(String, HeldVip, bool)> = raft
-            .read_local(|app| placed_on(app, me))
-            .into_iter()
-            .filter_map(|p| {
-                let taken_over = p.previous_owner.is_some_and(|prev| prev != me);
-                Some((p.loadbalancer_id, announced(p.vip, &subnets)?, taken_over))
-            })
-            .collect();
-        owned_since.retain(|id, _| mine.iter().any(|(m, _, _)| m == id));
+        let revision = *applied.borrow_and_update();
+        if mine_revision != Some(revision) {
+            mine_revision = Some(revision);
+            mine = raft.read_local(|app| placed_on(app, me, &subnets));
+            let ids: std::collections::HashSet<&str> =
+                mine.iter().map(|(id, _, _)| id.as_str()).collect();
+            owned_since.retain(|id, _| ids.contains(id.as_str()));
+        }
         // Every VIP stays local (on lo) on every node; the full list is re-read now and then,
         // and at once when a VIP placed here is not local yet.
         let stale = local_checked.is_none_or(|t| t.elapsed() >= LOCAL_REFRESH);
