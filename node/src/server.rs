@@ -79,9 +79,9 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
     raft_config.heartbeat_ms = file.raft.heartbeat_ms;
     raft_config.election_timeout_min_ms = file.raft.election_timeout_min_ms;
     raft_config.election_timeout_max_ms = file.raft.election_timeout_max_ms;
-    // Building a snapshot copies the whole model; at a few thousand writes/s every 20,000
-    // entries is every several seconds, and the log kept meanwhile is small.
-    raft_config.snapshot_every_logs = 20_000;
+    // Building a snapshot copies the whole model while applying waits; every 100,000 entries
+    // keeps that rare at thousands of writes/s, for a log of some tens of MB.
+    raft_config.snapshot_every_logs = 100_000;
     let raft = RaftNode::start(raft_config, ModelApp::default())
         .await
         .context("cannot start Raft")?;
