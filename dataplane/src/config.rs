@@ -164,12 +164,32 @@ pub enum LbAlgorithm {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SessionPersistence {
-    /// Stick a client address to a member.
-    SourceIp,
-    /// The data plane inserts a cookie naming the member.
+    /// Stick a client address to a member: a stick table keyed by the client's
+    /// address (masked by `granularity`), each entry kept for `timeout` after
+    /// its last use.
+    SourceIp {
+        /// Octavia `persistence_timeout` (UDP pools); `None`: 360 s, keepalived's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<Duration>,
+        /// Octavia `persistence_granularity`, a netmask such as `255.255.255.0`
+        /// applied to the client address (UDP pools); `None`: the whole address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        granularity: Option<IpAddr>,
+    },
+    /// The data plane inserts a cookie (`SRV`) naming the member and removes it
+    /// from requests before they reach the member.
     HttpCookie,
-    /// Stick on the value of an application cookie.
+    /// Stick on the value of an application cookie: learnt from the member's
+    /// `Set-Cookie`, matched on the request's `Cookie`.
     AppCookie { cookie_name: String },
+}
+
+impl SessionPersistence {
+    /// `SOURCE_IP` with the defaults (no timeout or granularity given).
+    pub const SOURCE_IP: Self = Self::SourceIp {
+        timeout: None,
+        granularity: None,
+    };
 }
 
 /// A pool of members behind one balancing algorithm.
@@ -262,6 +282,22 @@ pub enum HealthMonitorKind {
         /// Octavia syntax: `200`, `200,202`, `200-204`.
         expected_codes: String,
     },
+    /// [`HealthMonitorKind::Http`] over TLS; the member's certificate is not
+    /// verified (HAProxy's `check-ssl verify none`, as Octavia renders it).
+    Https {
+        method: String,
+        url_path: String,
+        expected_codes: String,
+    },
+    /// Healthy when a TLS handshake completes (certificate not verified).
+    #[serde(rename = "TLS-HELLO")]
+    TlsHello,
+    /// Sends a datagram; down when the member answers with ICMP port unreachable.
+    #[serde(rename = "UDP-CONNECT")]
+    UdpConnect,
+    /// ICMP echo (unprivileged ICMP socket, else a raw socket). Refused as
+    /// unsupported when neither can be opened.
+    Ping,
 }
 
 /// A pool's health monitor.

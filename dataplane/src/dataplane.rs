@@ -122,6 +122,27 @@ impl Dataplane {
             apply_lock: tokio::sync::Mutex::new(()),
             health_tx,
         });
+        let reaper = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::member_pool::MEMBER_IDLE / 6);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = reaper.upgrade() else {
+                    return;
+                };
+                let pools: Vec<Arc<PoolRuntime>> = {
+                    let state = inner.state();
+                    if state.shut_down {
+                        return;
+                    }
+                    state.pools.values().cloned().collect()
+                };
+                for p in pools {
+                    p.reap_idle();
+                }
+            }
+        });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
             shutdown.await;
@@ -205,8 +226,7 @@ impl Dataplane {
                     (_, Err(e)) => Plan::Fail(e),
                     (Some(old), Ok(())) if old.config == *cfg => Plan::Keep,
                     (Some(old), Ok(())) if bind_key(&old.config) == bind_key(cfg) => {
-                        let prev = old.shared.routes.load();
-                        match build_routes(cfg, &pools, old.local_addr.port(), Some(&prev)) {
+                        match build_routes(cfg, &pools, old.local_addr.port()) {
                             Ok(r) => Plan::Swap(Box::new(r)),
                             Err(e) => Plan::Fail(e),
                         }
@@ -318,8 +338,9 @@ impl Dataplane {
             }
             let pool = match state.pools.get(&cfg.id) {
                 Some(p) if p.config == *cfg => p.clone(),
-                _ => {
-                    let p = PoolRuntime::new(cfg.clone(), &mut state.members);
+                prev => {
+                    let prev = prev.cloned();
+                    let p = PoolRuntime::new(cfg.clone(), &mut state.members, prev.as_deref());
                     fresh.push(p.clone());
                     p
                 }
@@ -419,7 +440,6 @@ fn build_routes(
     cfg: &ListenerConfig,
     pools: &HashMap<String, Arc<PoolRuntime>>,
     port: u16,
-    prev: Option<&Routes>,
 ) -> Result<Routes, DataplaneError> {
     let pool = |id: &str| {
         pools
@@ -455,21 +475,10 @@ fn build_routes(
     } else {
         Vec::new()
     };
-    let client = http.then(|| {
-        match prev.and_then(|p| {
-            p.client
-                .as_ref()
-                .filter(|_| p.config.timeouts == cfg.timeouts)
-        }) {
-            Some(c) => c.clone(),
-            None => l7http::new_client(&cfg.timeouts),
-        }
-    });
     Ok(Routes {
         config: cfg.clone(),
         default_pool,
         policies,
-        client,
         port_header: HeaderValue::from(port),
     })
 }
@@ -481,7 +490,7 @@ fn start_listener(
     stats: Arc<StatsCounters>,
 ) -> Result<ListenerHandle, DataplaneError> {
     // Compile before binding so a bad config never opens a socket.
-    build_routes(&cfg, pools, cfg.port, None)?;
+    build_routes(&cfg, pools, cfg.port)?;
     let addr = cfg.bind_addr();
     let (stop, stop_rx) = watch::channel(false);
     let (local_addr, shared, task) = if cfg.protocol == ListenerProtocol::Udp {
@@ -523,7 +532,7 @@ fn new_shared(
     local_addr: SocketAddr,
     stats: Arc<StatsCounters>,
 ) -> Result<Arc<ListenerShared>, DataplaneError> {
-    let routes = build_routes(cfg, pools, local_addr.port(), None)?;
+    let routes = build_routes(cfg, pools, local_addr.port())?;
     Ok(Arc::new(ListenerShared {
         routes: ArcSwap::from_pointee(routes),
         stats,

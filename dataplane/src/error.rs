@@ -19,6 +19,9 @@ pub enum DataplaneError {
     /// The protocol is not implemented by this data plane yet.
     #[error("listener protocol {0} is not supported yet")]
     Unsupported(&'static str),
+    /// A health monitor type this host cannot run (e.g. PING without an ICMP socket).
+    #[error("{kind} health monitors are not supported here: {reason}")]
+    UnsupportedMonitor { kind: &'static str, reason: String },
     /// The data plane has been shut down.
     #[error("data plane is shut down")]
     ShutDown,

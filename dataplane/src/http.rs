@@ -1,11 +1,18 @@
 //! The L7 proxy (HTTP listeners): hyper 1 server (HTTP/1.1 and h2c from
-//! clients), pooled HTTP/1.1 connections to members, L7 policies, header
-//! insertion, cookie persistence and `Upgrade` pass-through.
+//! clients), pooled HTTP/1.1 connections to members ([`crate::member_pool`]),
+//! L7 policies, header insertion, session persistence and `Upgrade`
+//! pass-through.
 //!
 //! Answers generated here: 400 malformed request (by hyper, before any member
-//! is involved), 403 `REJECT`, 3xx redirects, 502 member failure (reset,
-//! garbage), 503 no usable member, 504 member too slow (`timeout_member_data`
-//! until response headers).
+//! is involved), 403 `REJECT`, 3xx redirects, 502 member failure (refused,
+//! reset, garbage), 503 no usable member, 504 member too slow
+//! (`timeout_member_data` until response headers).
+//!
+//! Retries: when connecting to a member fails (refused or timed out), the
+//! request has not been sent and its body not read, so it is retried once on
+//! another member (counted in `member_errors`); a pooled connection that the
+//! member closed before the request was written is replaced by a new one to
+//! the same member. A request that reached a member is never retried.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,45 +21,30 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::config::{ListenerTimeouts, SessionPersistence};
+use crate::config::SessionPersistence;
 use crate::io::{maybe_timeout, Metered};
 use crate::l7::{self, RequestView};
 use crate::listener::{ListenerShared, RouteAction, Routes};
+use crate::member_pool::{self, MemberBody};
 use crate::pool::{Lease, PoolRuntime};
 use crate::status::ActiveGuard;
 
-/// The client towards members: one connection pool per member address.
-pub(crate) type HttpClient = Client<HttpConnector, Incoming>;
-type Body = Either<Incoming, Full<Bytes>>;
+type Body = Either<MemberBody, Full<Bytes>>;
 
 /// Cookie inserted for `HTTP_COOKIE` persistence (the name Octavia's haproxy uses).
 const PERSISTENCE_COOKIE: &str = "SRV";
-/// How long an idle pooled member connection is kept.
-const MEMBER_IDLE: Duration = Duration::from_secs(30);
-
-/// Builds the member client for a listener's timeouts.
-pub(crate) fn new_client(t: &ListenerTimeouts) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout((!t.member_connect.is_zero()).then_some(t.member_connect));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(MEMBER_IDLE)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
-}
+/// Members tried per request when connecting fails (the first and one retry).
+const CONNECT_ATTEMPTS: usize = 2;
 
 /// Accepts connections until `stop` turns true; then open connections finish
 /// their in-flight requests and close (graceful shutdown).
@@ -83,7 +75,17 @@ pub(crate) async fn serve(
 struct ConnCtx {
     shared: Arc<ListenerShared>,
     peer: SocketAddr,
-    peer_ip: HeaderValue,
+    /// The client's address as an `X-Forwarded-For` value, made on first use.
+    peer_ip: std::sync::OnceLock<HeaderValue>,
+}
+
+impl ConnCtx {
+    fn peer_ip(&self) -> &HeaderValue {
+        self.peer_ip.get_or_init(|| {
+            HeaderValue::try_from(self.peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        })
+    }
 }
 
 async fn serve_connection(
@@ -98,8 +100,7 @@ async fn serve_connection(
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
         peer,
-        peer_ip: HeaderValue::try_from(peer.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        peer_ip: std::sync::OnceLock::new(),
     });
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -159,47 +160,55 @@ async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
             None => return error(ctx, StatusCode::SERVICE_UNAVAILABLE),
         },
     };
-    let Some(client) = routes.client.as_ref() else {
-        return error(ctx, StatusCode::SERVICE_UNAVAILABLE);
-    };
-    let (lease, set_cookie) = match choose_member(pool, &req, ctx.peer) {
-        Some(x) => x,
-        None => return error(ctx, StatusCode::SERVICE_UNAVAILABLE),
-    };
-    forward(req, ctx, &routes, client, lease, set_cookie).await
+    forward(req, ctx, &routes, pool).await
 }
 
-/// Picks the member, honouring `HTTP_COOKIE` persistence; returns the cookie
-/// to set when a new persistent member was chosen.
-fn choose_member(
-    pool: &PoolRuntime,
-    req: &Request<Incoming>,
+/// How a pool's session persistence applies to one request.
+enum Persist<'a> {
+    None,
+    /// `HTTP_COOKIE`: `true` when the request's `SRV` cookie chose the member.
+    HttpCookie {
+        matched: bool,
+    },
+    /// `APP_COOKIE` with this cookie name: learn from the response.
+    AppCookie(&'a str),
+}
+
+/// Picks the first member for a request, honouring persistence: the `SRV`
+/// cookie (`HTTP_COOKIE`), the application cookie's stick entry
+/// (`APP_COOKIE`) or the client's stick entry (`SOURCE_IP`).
+fn choose_member<'a>(
+    pool: &'a PoolRuntime,
+    headers: &HeaderMap,
     peer: SocketAddr,
-) -> Option<(Lease, Option<HeaderValue>)> {
-    let cookie_persistence = matches!(
-        pool.config.session_persistence,
-        Some(SessionPersistence::HttpCookie)
-    );
-    if cookie_persistence {
-        if let Some(lease) =
-            request_cookie(req.headers(), PERSISTENCE_COOKIE).and_then(|id| pool.usable_member(id))
-        {
-            return Some((lease, None));
+    tried: &mut Vec<usize>,
+) -> Option<(Lease, Persist<'a>)> {
+    match &pool.config.session_persistence {
+        Some(SessionPersistence::HttpCookie) => {
+            if let Some((i, lease)) =
+                request_cookie(headers, PERSISTENCE_COOKIE).and_then(|id| pool.usable_member(id))
+            {
+                tried.push(i);
+                return Some((lease, Persist::HttpCookie { matched: true }));
+            }
+            let lease = pool.pick(peer, tried)?;
+            Some((lease, Persist::HttpCookie { matched: false }))
         }
+        Some(SessionPersistence::AppCookie { .. }) => {
+            let name = pool.app_cookie()?;
+            if let Some((i, lease)) =
+                request_cookie(headers, name).and_then(|v| pool.stuck_to_cookie(v))
+            {
+                tried.push(i);
+                return Some((lease, Persist::AppCookie(name)));
+            }
+            Some((pool.pick(peer, tried)?, Persist::AppCookie(name)))
+        }
+        _ => Some((pool.pick_for(peer, tried)?, Persist::None)),
     }
-    let lease = pool.pick(peer, &mut Vec::new())?;
-    let cookie = if cookie_persistence {
-        HeaderValue::try_from(format!(
-            "{PERSISTENCE_COOKIE}={}; path=/",
-            lease.backend.config.id
-        ))
-        .ok()
-    } else {
-        None
-    };
-    Some((lease, cookie))
 }
 
+/// The value of cookie `name` in the request's `Cookie` headers.
 fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -211,15 +220,64 @@ fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Removes cookie `name` from the request's `Cookie` headers (HAProxy's
+/// `cookie ... insert indirect`: the member never sees the persistence cookie).
+fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let has = |v: &HeaderValue| {
+        v.to_str().is_ok_and(|v| {
+            v.split(';')
+                .any(|p| p.trim().split_once('=').is_some_and(|(k, _)| k == name))
+        })
+    };
+    if !headers.get_all(header::COOKIE).iter().any(has) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let Ok(s) = v.to_str() else {
+                return Some(v.clone());
+            };
+            let rest: Vec<&str> = s
+                .split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty() && p.split_once('=').is_none_or(|(k, _)| k != name))
+                .collect();
+            (!rest.is_empty())
+                .then(|| HeaderValue::try_from(rest.join("; ")).ok())
+                .flatten()
+        })
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        headers.append(header::COOKIE, v);
+    }
+}
+
+/// The value of cookie `name` set by a response, if any.
+fn response_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.trim().split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
 async fn forward(
     mut req: Request<Incoming>,
     ctx: &ConnCtx,
     routes: &Routes,
-    client: &HttpClient,
-    lease: Lease,
-    set_cookie: Option<HeaderValue>,
+    pool: &PoolRuntime,
 ) -> Response<Body> {
-    let member = lease.backend.addr;
+    let mut tried = Vec::with_capacity(CONNECT_ATTEMPTS);
+    let Some((mut lease, persist)) = choose_member(pool, req.headers(), ctx.peer, &mut tried)
+    else {
+        return error(ctx, StatusCode::SERVICE_UNAVAILABLE);
+    };
     let upgrade = upgrade_requested(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -244,9 +302,12 @@ async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, proto);
     }
+    if matches!(persist, Persist::HttpCookie { .. }) {
+        remove_cookie(&mut parts.headers, PERSISTENCE_COOKIE);
+    }
     let ins = routes.config.insert_headers;
     if ins.x_forwarded_for {
-        append_forwarded_for(&mut parts.headers, &ctx.peer_ip);
+        append_forwarded_for(&mut parts.headers, ctx.peer_ip());
     }
     if ins.x_forwarded_port {
         parts.headers.insert(
@@ -260,32 +321,84 @@ async fn forward(
             HeaderValue::from_static("http"),
         );
     }
-    // http://<member><path and query>, reusing the parsed parts (no re-parse).
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = lease.backend.authority.clone();
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(PathAndQuery::from_static("/"));
-    }
-    parts.uri = match Uri::from_parts(uri) {
-        Ok(u) => u,
-        Err(_) => return error(ctx, StatusCode::BAD_REQUEST),
+    // Origin form towards the member: only the path and query.
+    parts.uri = match parts.uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => {
+            let mut u = std::mem::take(&mut parts.uri).into_parts();
+            u.scheme = None;
+            u.authority = None;
+            Uri::from_parts(u).unwrap_or_else(|_| Uri::from_static("/"))
+        }
+        Some(pq) if pq.as_str() == "*" => std::mem::take(&mut parts.uri),
+        _ => Uri::from(PathAndQuery::from_static("/")),
     };
     parts.version = Version::HTTP_11;
 
-    let timeout = routes.config.timeouts.member_data;
-    let mut resp =
-        match maybe_timeout(timeout, client.request(Request::from_parts(parts, body))).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => {
-                tracing::debug!(%member, error = %e, "member request failed");
-                return error(ctx, StatusCode::BAD_GATEWAY);
+    // A connection: retry once on another member when connecting fails.
+    let timeouts = routes.config.timeouts;
+    let sender = loop {
+        let member = lease.backend.addr;
+        match member_pool::checkout(&lease.backend.state, member, timeouts.member_connect).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::debug!(%member, error = %e, "member connect failed");
+                ctx.shared.stats.member_error();
             }
-            Err(_) => {
-                tracing::debug!(%member, "member timed out");
-                return error(ctx, StatusCode::GATEWAY_TIMEOUT);
+        }
+        let next = (tried.len() < CONNECT_ATTEMPTS)
+            .then(|| pool.pick_for(ctx.peer, &mut tried))
+            .flatten();
+        match next {
+            Some(l) => lease = l,
+            None => return error(ctx, StatusCode::BAD_GATEWAY),
+        }
+    };
+    let member = lease.backend.addr;
+    let chosen_by_cookie =
+        matches!(persist, Persist::HttpCookie { matched: true }) && tried.len() == 1;
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = &lease.backend.authority {
+            if let Ok(host) = HeaderValue::try_from(a.as_str()) {
+                parts.headers.insert(header::HOST, host);
             }
-        };
+        }
+    }
+
+    let send = async {
+        let mut sender = sender;
+        let mut req = Request::from_parts(parts, body);
+        let mut replaced = false;
+        loop {
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, sender)),
+                Err(mut e) => match e.take_message() {
+                    // Not written: the pooled connection was closed. Once, on a new one.
+                    Some(r) if !replaced => {
+                        replaced = true;
+                        req = r;
+                        sender = Box::pin(member_pool::connect(member, timeouts.member_connect))
+                            .await
+                            .map_err(|e| {
+                                ctx.shared.stats.member_error();
+                                e.to_string()
+                            })?;
+                    }
+                    _ => return Err(e.into_error().to_string()),
+                },
+            }
+        }
+    };
+    let (mut resp, sender) = match maybe_timeout(timeouts.member_data, send).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            tracing::debug!(%member, error = %e, "member request failed");
+            return error(ctx, StatusCode::BAD_GATEWAY);
+        }
+        Err(_) => {
+            tracing::debug!(%member, "member timed out");
+            return error(ctx, StatusCode::GATEWAY_TIMEOUT);
+        }
+    };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let member_upgrade = hyper::upgrade::on(&mut resp);
@@ -297,14 +410,32 @@ async fn forward(
                             .await;
                 }
             });
-            return resp.map(Either::Left);
+            return resp.map(|b| Either::Left(MemberBody::new(b, None)));
         }
     }
     strip_hop_by_hop(resp.headers_mut());
-    if let Some(cookie) = set_cookie {
-        resp.headers_mut().append(header::SET_COOKIE, cookie);
+    match persist {
+        Persist::HttpCookie { .. } if !chosen_by_cookie => {
+            if let Ok(cookie) = HeaderValue::try_from(format!(
+                "{PERSISTENCE_COOKIE}={}; path=/",
+                lease.backend.config.id
+            )) {
+                resp.headers_mut().append(header::SET_COOKIE, cookie);
+                // HAProxy's `nocache`: a response that sets it must not be cached.
+                resp.headers_mut()
+                    .entry(header::CACHE_CONTROL)
+                    .or_insert(HeaderValue::from_static("private"));
+            }
+        }
+        Persist::AppCookie(name) => {
+            if let Some(value) = response_cookie(resp.headers(), name) {
+                pool.learn_cookie(value, &lease.backend.id);
+            }
+        }
+        _ => {}
     }
-    resp.map(Either::Left)
+    let state = lease.backend.state.clone();
+    resp.map(|b| Either::Left(MemberBody::new(b, Some((sender, state, member)))))
 }
 
 fn upgrade_requested(req: &Request<Incoming>) -> bool {
@@ -331,9 +462,10 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
 ///
-/// One pass over the header names decides what goes; nothing is allocated or
-/// removed when no hop-by-hop header is present (the common request), and a
-/// typical response (`Connection: keep-alive`) costs one removal.
+/// Nothing is allocated or removed when no hop-by-hop header is present (the
+/// common request); a typical response (`Connection: keep-alive`) costs one
+/// scan of the names and one removal. Only a `Connection` header naming other
+/// headers (rare) allocates, for the list of those names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let is_hop = |n: &HeaderName| {
         n == header::CONNECTION
@@ -348,21 +480,28 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(is_hop) {
         return;
     }
-    let named_in_connection = |n: &HeaderName| {
-        headers
-            .get_all(header::CONNECTION)
+    let mut named: Vec<HeaderName> = Vec::new();
+    for token in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+    {
+        let standard = ["keep-alive", "close", "upgrade", "te", ""]
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(n.as_str()))
-    };
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop(n) || named_in_connection(n))
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
+            .any(|s| token.eq_ignore_ascii_case(s));
+        if !standard {
+            if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(n);
+            }
+        }
+    }
+    while let Some(n) = headers.keys().find(|n| is_hop(n)).cloned() {
+        headers.remove(n);
+    }
+    for n in named {
+        headers.remove(n);
     }
 }
 

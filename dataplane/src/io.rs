@@ -143,14 +143,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 }
 
 /// Runs `fut` under `timeout` unless the timeout is zero ("no timeout").
-pub(crate) async fn maybe_timeout<F: std::future::Future>(
+///
+/// A plain function returning tokio's `Timeout` (an infinite deadline stands
+/// for "none"), not an `async fn`: the future is moved once, into the
+/// `Timeout`, instead of into a wrapper future and then into the `Timeout`
+/// (large request futures made those moves show up in profiles).
+pub(crate) fn maybe_timeout<F: std::future::Future>(
     timeout: Duration,
     fut: F,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
+) -> tokio::time::Timeout<F> {
     if timeout.is_zero() {
-        Ok(fut.await)
+        // ~30 years: tokio's own representation of "far future".
+        tokio::time::timeout(Duration::from_secs(86400 * 365 * 30), fut)
     } else {
-        tokio::time::timeout(timeout, fut).await
+        tokio::time::timeout(timeout, fut)
     }
 }
 

@@ -17,8 +17,11 @@ mod http;
 mod io;
 mod l7;
 mod listener;
+mod member_pool;
+mod persistence;
 mod pool;
 mod proxy_protocol;
+mod splice;
 mod tcp;
 mod udp;
 

@@ -11,7 +11,6 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use crate::config::ListenerConfig;
 use crate::error::DataplaneError;
-use crate::http::HttpClient;
 use crate::l7::CompiledPolicy;
 use crate::pool::PoolRuntime;
 use crate::status::{ActiveGuard, StatsCounters};
@@ -38,9 +37,6 @@ pub(crate) struct Routes {
     pub(crate) config: ListenerConfig,
     pub(crate) default_pool: Option<Arc<PoolRuntime>>,
     pub(crate) policies: Vec<CompiledPolicy<RouteAction>>,
-    /// Pooled member connections (HTTP listeners), carried forward across
-    /// snapshots while the timeouts are unchanged.
-    pub(crate) client: Option<HttpClient>,
     /// Precomputed `X-Forwarded-Port` value.
     pub(crate) port_header: HeaderValue,
 }

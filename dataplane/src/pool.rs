@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::broadcast;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::balancer::{Backend, Eligible, Health, MemberState};
 use crate::config::PoolConfig;
 use crate::health::{self, HealthEvent};
+use crate::persistence::{cookie_key, source_key, Stick};
 use crate::status::OperatingStatus;
 
 /// One pool, shared by every listener that routes to it.
@@ -23,6 +25,8 @@ pub(crate) struct PoolRuntime {
     eligible: ArcSwap<Eligible>,
     counter: AtomicUsize,
     monitors: Mutex<Vec<JoinHandle<()>>>,
+    /// Stick table for `SOURCE_IP` / `APP_COOKIE` persistence.
+    stick: Option<Arc<Stick>>,
 }
 
 /// A member chosen for one connection or request; holds its slot in the
@@ -47,10 +51,13 @@ impl Drop for Lease {
 
 impl PoolRuntime {
     /// Builds the runtime, taking member states from `members` (by member id)
-    /// or creating them. Does not start monitoring; see [`PoolRuntime::start_monitor`].
+    /// or creating them, and the stick table from `prev` (the pool's previous
+    /// runtime) when the persistence settings are unchanged. Does not start
+    /// monitoring; see [`PoolRuntime::start_monitor`].
     pub(crate) fn new(
         config: PoolConfig,
         members: &mut HashMap<String, Arc<MemberState>>,
+        prev: Option<&PoolRuntime>,
     ) -> Arc<Self> {
         let monitored = config
             .health_monitor
@@ -78,12 +85,19 @@ impl PoolRuntime {
             })
             .collect();
         let eligible = Eligible::build(&backends, config.lb_algorithm);
+        let stick = match prev {
+            Some(p) if p.config.session_persistence == config.session_persistence => {
+                p.stick.clone()
+            }
+            _ => Stick::for_config(config.session_persistence.as_ref()).map(Arc::new),
+        };
         Arc::new(Self {
             config,
             backends,
             eligible: ArcSwap::from_pointee(eligible),
             counter: AtomicUsize::new(0),
             monitors: Mutex::new(Vec::new()),
+            stick,
         })
     }
 
@@ -136,8 +150,61 @@ impl PoolRuntime {
         Some(Lease::new(eligible.members()[i].clone()))
     }
 
-    /// A specific member by id, if it is usable (session persistence).
-    pub(crate) fn usable_member(&self, id: &str) -> Option<Lease> {
+    /// Picks a member for a client, honouring `SOURCE_IP` persistence: a
+    /// client stuck to a usable member gets it (on the first attempt); otherwise
+    /// the algorithm picks and the client is stuck to that member.
+    pub(crate) fn pick_for(&self, client: SocketAddr, tried: &mut Vec<usize>) -> Option<Lease> {
+        let Some(Stick::SourceIp { table, mask }) = self.stick.as_deref() else {
+            return self.pick(client, tried);
+        };
+        let key = source_key(client, *mask);
+        let now = Instant::now();
+        if tried.is_empty() {
+            if let Some((i, lease)) = table.get(&key, now).and_then(|id| self.usable_member(&id)) {
+                tried.push(i);
+                return Some(lease);
+            }
+        }
+        let lease = self.pick(client, tried)?;
+        table.put(key, &lease.backend.id, now);
+        Some(lease)
+    }
+
+    /// Refreshes a client's `SOURCE_IP` entry (a UDP flow ended: the entry
+    /// lives `persistence_timeout` after the client's last flow).
+    pub(crate) fn touch_source(&self, client: SocketAddr) {
+        if let Some(Stick::SourceIp { table, mask }) = self.stick.as_deref() {
+            table.get(&source_key(client, *mask), Instant::now());
+        }
+    }
+
+    /// The cookie name of `APP_COOKIE` persistence.
+    pub(crate) fn app_cookie(&self) -> Option<&str> {
+        match self.stick.as_deref() {
+            Some(Stick::AppCookie { cookie_name, .. }) => Some(cookie_name),
+            _ => None,
+        }
+    }
+
+    /// The usable member an `APP_COOKIE` value is stuck to.
+    pub(crate) fn stuck_to_cookie(&self, value: &str) -> Option<(usize, Lease)> {
+        let Some(Stick::AppCookie { table, .. }) = self.stick.as_deref() else {
+            return None;
+        };
+        let id = table.get(cookie_key(value), Instant::now())?;
+        self.usable_member(&id)
+    }
+
+    /// Sticks an `APP_COOKIE` value (seen in a member's `Set-Cookie`) to that member.
+    pub(crate) fn learn_cookie(&self, value: &str, member: &Arc<str>) {
+        if let Some(Stick::AppCookie { table, .. }) = self.stick.as_deref() {
+            table.put(Box::from(cookie_key(value)), member, Instant::now());
+        }
+    }
+
+    /// A specific member by id, if it is usable (session persistence), with
+    /// its index for [`PoolRuntime::pick`]'s `tried` list.
+    pub(crate) fn usable_member(&self, id: &str) -> Option<(usize, Lease)> {
         if !self.config.admin_state_up {
             return None;
         }
@@ -145,8 +212,15 @@ impl PoolRuntime {
         eligible
             .members()
             .iter()
-            .find(|b| b.config.id == id)
-            .map(|b| Lease::new(b.clone()))
+            .position(|b| &*b.id == id)
+            .map(|i| (i, Lease::new(eligible.members()[i].clone())))
+    }
+
+    /// Closes the members' stale idle HTTP connections.
+    pub(crate) fn reap_idle(&self) {
+        for b in &self.backends {
+            b.state.idle.reap();
+        }
     }
 
     /// Operating status of each member, per Octavia's member roll-up.

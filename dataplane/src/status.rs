@@ -54,6 +54,10 @@ pub struct ListenerStats {
     /// Connections or requests that could not be fulfilled (no member,
     /// member failure, malformed request, refused by limit or CIDR).
     pub request_errors: u64,
+    /// Failed attempts to reach a member (connection refused or timed out),
+    /// including those that were retried on another member and succeeded.
+    #[serde(default)]
+    pub member_errors: u64,
 }
 
 /// The live counters behind [`ListenerStats`].
@@ -64,6 +68,7 @@ pub(crate) struct StatsCounters {
     pub(crate) active_connections: AtomicU64,
     pub(crate) total_connections: AtomicU64,
     pub(crate) request_errors: AtomicU64,
+    pub(crate) member_errors: AtomicU64,
 }
 
 impl StatsCounters {
@@ -74,11 +79,17 @@ impl StatsCounters {
             active_connections: self.active_connections.load(Ordering::Relaxed),
             total_connections: self.total_connections.load(Ordering::Relaxed),
             request_errors: self.request_errors.load(Ordering::Relaxed),
+            member_errors: self.member_errors.load(Ordering::Relaxed),
         }
     }
 
     pub(crate) fn error(&self) {
         self.request_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed attempt to reach a member.
+    pub(crate) fn member_error(&self) {
+        self.member_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a new connection; the guard decrements `active_connections` on drop.

@@ -20,6 +20,7 @@ use crate::config::PoolProtocol;
 use crate::io::{maybe_timeout, Activity};
 use crate::listener::{ListenerShared, Routes};
 use crate::proxy_protocol;
+use crate::splice::Pipe;
 use crate::status::ActiveGuard;
 
 /// Connect attempts per client connection (haproxy's `retries 3`).
@@ -66,7 +67,7 @@ async fn proxy(
     };
     let mut tried = Vec::with_capacity(CONNECT_ATTEMPTS);
     let (member, _lease) = loop {
-        let Some(lease) = pool.pick(peer, &mut tried) else {
+        let Some(lease) = pool.pick_for(peer, &mut tried) else {
             tracing::debug!(listener = %cfg.id, %peer, "no usable member");
             shared.stats.error();
             return;
@@ -79,6 +80,7 @@ async fn proxy(
             }
             Err(_) => tracing::debug!(listener = %cfg.id, member = %addr, "connect timed out"),
         }
+        shared.stats.member_error();
         if tried.len() >= CONNECT_ATTEMPTS {
             shared.stats.error();
             return;
@@ -144,10 +146,15 @@ fn give_buffer(mut buf: Vec<u8>) {
 
 /// Moves bytes from `from` to `to` until `from` reaches EOF, then half-closes
 /// `to` (like `copy_bidirectional`). Counts the bytes into `counter` and
-/// records activity. A buffer is held only while data is in flight: it is
-/// taken when `from` turns readable and given back when `from` is drained, so
-/// an idle connection holds no copy buffer (as in HAProxy); 10,000 idle L4
-/// connections cost ~3 KiB each instead of two 16 KiB buffers each.
+/// records activity.
+///
+/// Small exchanges are copied through a buffer held only while data is in
+/// flight: it is taken when `from` turns readable and given back when `from`
+/// is drained, so an idle connection holds no copy buffer (as in HAProxy);
+/// 10,000 idle L4 connections cost ~3 KiB each instead of two 16 KiB buffers
+/// each. Once a read fills the whole buffer the direction is bulk and moves
+/// on to `splice(2)` through a pipe (taken and given back the same way), so
+/// its bytes no longer cross user space (HAProxy's `splice-auto`).
 async fn pump(
     from: &TcpStream,
     to: &TcpStream,
@@ -155,9 +162,35 @@ async fn pump(
     activity: &Activity,
 ) -> io::Result<()> {
     let mut buf: Option<Vec<u8>> = None;
+    let mut pipe: Option<Pipe> = None;
+    let mut bulk = false;
     let res = loop {
         if let Err(e) = from.readable().await {
             break Err(e);
+        }
+        if bulk {
+            let p = match pipe.take().map_or_else(Pipe::take, Ok) {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
+            match p.fill(from) {
+                Ok(0) => {
+                    p.give();
+                    break Ok(());
+                }
+                Ok(n) => {
+                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                    activity.touch_now();
+                    // On error the pipe may hold bytes: it is dropped, not reused.
+                    if let Err(e) = p.drain(to, n).await {
+                        break Err(e);
+                    }
+                    pipe = Some(p);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.give(),
+                Err(e) => break Err(e),
+            }
+            continue;
         }
         let b = buf.get_or_insert_with(take_buffer);
         b.clear();
@@ -168,6 +201,12 @@ async fn pump(
                 activity.touch_now();
                 if let Err(e) = write_all(to, &b[..n]).await {
                     break Err(e);
+                }
+                if n >= BUF_SIZE {
+                    bulk = true;
+                    if let Some(b) = buf.take() {
+                        give_buffer(b);
+                    }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -180,6 +219,9 @@ async fn pump(
     };
     if let Some(b) = buf.take() {
         give_buffer(b);
+    }
+    if let Some(p) = pipe.take() {
+        p.give();
     }
     res?;
     let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);

@@ -71,11 +71,11 @@ async fn start_flow(
     ended: mpsc::UnboundedSender<SocketAddr>,
 ) -> Option<Flow> {
     let (routes, guard) = shared.admit(peer)?;
-    let Some(lease) = routes
-        .default_pool
-        .as_ref()
-        .and_then(|p| p.pick(peer, &mut Vec::new()))
-    else {
+    let Some(pool) = routes.default_pool.clone() else {
+        shared.stats.error();
+        return None;
+    };
+    let Some(lease) = pool.pick_for(peer, &mut Vec::new()) else {
         shared.stats.error();
         return None;
     };
@@ -104,7 +104,7 @@ async fn start_flow(
         shared.clone(),
         activity.clone(),
         idle,
-        (guard, lease, ended),
+        (guard, lease, pool, ended),
     ));
     Some(Flow {
         upstream,
@@ -124,6 +124,7 @@ async fn relay_back(
     held: (
         ActiveGuard,
         crate::pool::Lease,
+        Arc<crate::pool::PoolRuntime>,
         mpsc::UnboundedSender<SocketAddr>,
     ),
 ) {
@@ -140,6 +141,8 @@ async fn relay_back(
             _ = activity.idle(idle) => break,
         }
     }
-    let (_guard, _lease, ended) = held;
+    let (_guard, _lease, pool, ended) = held;
+    // SOURCE_IP persistence: the client's entry lives on from its last flow.
+    pool.touch_source(peer);
     let _ = ended.send(peer);
 }

@@ -338,10 +338,153 @@ async fn http_cookie_persistence() {
         .unwrap()
         .to_string();
     assert_eq!(cookie, format!("SRV={}", first.body));
+    assert_eq!(first.headers["cache-control"], "private");
     for _ in 0..4 {
         let r = get(&c, h.addr("l"), "/", &[("cookie", &cookie)]).await;
         assert_eq!(r.body, first.body);
         assert!(!r.headers.contains_key("set-cookie"));
+        // The inserted cookie never reaches the member ("insert indirect").
+        assert!(!r.headers.contains_key("echo-cookie"), "{:?}", r.headers);
+    }
+    let mixed = format!("a=1; {cookie}; b=2");
+    let r = get(&c, h.addr("l"), "/", &[("cookie", &mixed)]).await;
+    assert_eq!(r.body, first.body);
+    assert_eq!(r.headers["echo-cookie"], "a=1; b=2");
+}
+
+#[tokio::test]
+async fn app_cookie_persistence_learns_from_the_member() {
+    let h = Harness::new();
+    let (a, b) = (HttpBackend::start("a").await, HttpBackend::start("b").await);
+    let mut p = http_pool("p", &[&a, &b]);
+    p.session_persistence = Some(SessionPersistence::AppCookie {
+        cookie_name: "sid".into(),
+    });
+    h.apply_ok(config(vec![listener("l", ListenerProtocol::Http, Some(p))]))
+        .await;
+    let (c, addr) = (client(), h.addr("l"));
+    // No session yet: round robin.
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        seen.push(get(&c, addr, "/", &[("cookie", "sid=unknown")]).await.body);
+    }
+    seen.sort();
+    assert_eq!(seen, ["a", "b"]);
+    // The member sets the cookie; requests carrying it stick to that member.
+    let login = get(&c, addr, "/login", &[]).await;
+    let set = login.headers["set-cookie"].to_str().unwrap();
+    assert_eq!(set, format!("sid={}-session; Path=/; HttpOnly", login.body));
+    let cookie = format!("theme=dark; sid={}-session", login.body);
+    for _ in 0..5 {
+        let r = get(&c, addr, "/", &[("cookie", &cookie)]).await;
+        assert_eq!(r.body, login.body);
+        // The application's cookie is the member's own: it is passed on.
+        assert_eq!(r.headers["echo-cookie"], cookie.as_str());
+    }
+    // The other member's session sticks the other way.
+    let login2 = get(&c, addr, "/login", &[]).await;
+    assert_ne!(login2.body, login.body);
+    let cookie2 = format!("sid={}-session", login2.body);
+    for _ in 0..3 {
+        assert_eq!(
+            get(&c, addr, "/", &[("cookie", &cookie2)]).await.body,
+            login2.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn source_ip_persistence_on_an_http_listener() {
+    let h = Harness::new();
+    let (a, b) = (HttpBackend::start("a").await, HttpBackend::start("b").await);
+    let mut p = http_pool("p", &[&a, &b]);
+    p.session_persistence = Some(SessionPersistence::SOURCE_IP);
+    h.apply_ok(config(vec![listener("l", ListenerProtocol::Http, Some(p))]))
+        .await;
+    let first = get(&client(), h.addr("l"), "/", &[]).await.body;
+    for _ in 0..5 {
+        // A new client connection each time, same source address.
+        assert_eq!(get(&client(), h.addr("l"), "/", &[]).await.body, first);
+    }
+}
+
+/// An address on 127.0.0.1 where nothing listens.
+async fn refused_addr() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn refused_member_is_retried_once_on_another() {
+    let h = Harness::new();
+    let live = HttpBackend::start("live").await;
+    let dead = refused_addr().await;
+    let p = pool(
+        "p",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("dead", dead), member("live", live.addr)],
+    );
+    let only_dead = pool(
+        "d",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("dead1", dead), member("dead2", refused_addr().await)],
+    );
+    h.apply_ok(config(vec![
+        listener("l", ListenerProtocol::Http, Some(p)),
+        listener("d", ListenerProtocol::Http, Some(only_dead)),
+    ]))
+    .await;
+    let c = client();
+    for _ in 0..4 {
+        let r = get(&c, h.addr("l"), "/", &[]).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "live"));
+    }
+    // Round robin tries the dead member first every time. A request with a body:
+    // nothing was sent to the dead member, so it is retried too.
+    let r = request(&c, http::Method::POST, h.addr("l"), "/", &[], "payload").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "live:payload"));
+    let s = h.dp.stats()["l"];
+    assert_eq!((s.request_errors, s.member_errors), (0, 5), "{s:?}");
+    // Both members refuse: one retry, then 502.
+    assert_eq!(get(&c, h.addr("d"), "/", &[]).await.status, 502);
+    let s = h.dp.stats()["d"];
+    assert_eq!((s.request_errors, s.member_errors), (1, 2), "{s:?}");
+}
+
+#[tokio::test]
+async fn member_connections_are_pooled_across_client_connections() {
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    h.apply_ok(config(vec![listener(
+        "l",
+        ListenerProtocol::Http,
+        Some(http_pool("p", &[&b])),
+    )]))
+    .await;
+    for _ in 0..10 {
+        // A new client (and client connection) for every request.
+        assert_eq!(get(&client(), h.addr("l"), "/", &[]).await.body, "b");
+    }
+    assert_eq!(b.requests.load(Ordering::SeqCst), 10);
+    assert_eq!(b.conns.load(Ordering::SeqCst), 1);
+    // A member that closes its side: the stale connection is replaced, not a 502.
+    let closer = bad_member(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    h.apply_ok(config(vec![listener(
+        "l",
+        ListenerProtocol::Http,
+        Some(pool(
+            "p2",
+            PoolProtocol::Http,
+            LbAlgorithm::RoundRobin,
+            vec![member("c", closer)],
+        )),
+    )]))
+    .await;
+    for _ in 0..5 {
+        let r = get(&client(), h.addr("l"), "/", &[]).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
     }
 }
 

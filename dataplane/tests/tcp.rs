@@ -316,3 +316,85 @@ async fn idle_connections_are_closed() {
         .unwrap();
     assert_eq!(n, 0);
 }
+
+#[tokio::test]
+async fn source_ip_persistence_sticks_round_robin_clients_until_the_member_fails() {
+    let h = Harness::new();
+    let backends: Vec<_> = futures_join(["a", "b"]).await;
+    let mut p = pool(
+        "p",
+        PoolProtocol::Tcp,
+        LbAlgorithm::RoundRobin,
+        backends.iter().map(|b| member(&b.name, b.addr)).collect(),
+    );
+    p.session_persistence = Some(SessionPersistence::SOURCE_IP);
+    let mut l = listener("l", ListenerProtocol::Tcp, Some(p.clone()));
+    h.apply_ok(config(vec![l.clone()])).await;
+    // Round robin would alternate; the stick table keeps 127.0.0.1 on one member.
+    let got = names(h.addr("l"), 6).await;
+    assert!(got.iter().all(|n| *n == got[0]), "{got:?}");
+    // The member disappears: the client moves, and stays, on the other one.
+    let stuck = got[0].clone();
+    let other = if stuck == "a" { "b" } else { "a" };
+    let dead = backends.iter().find(|b| b.name == stuck).unwrap();
+    dead.stop();
+    wait_for("member closed", Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(dead.addr).await.is_err()
+    })
+    .await;
+    let got = names(h.addr("l"), 4).await;
+    assert_eq!(got, [other; 4]);
+    assert_eq!(
+        h.dp.stats()["l"].member_errors,
+        1,
+        "one failed connect, then stuck elsewhere"
+    );
+    // A pool change that keeps the persistence settings keeps the table.
+    p.members[0].weight = 2;
+    l.default_pool = Some(p);
+    assert_eq!(
+        h.apply_ok(config(vec![l])).await["l"],
+        ListenerChange::Updated
+    );
+    assert_eq!(names(h.addr("l"), 3).await, [other; 3]);
+}
+
+#[tokio::test]
+async fn bulk_transfers_are_spliced_counted_and_half_closed() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::new();
+    let a = TcpBackend::start("a").await;
+    let p = pool(
+        "p",
+        PoolProtocol::Tcp,
+        LbAlgorithm::RoundRobin,
+        vec![member("a", a.addr)],
+    );
+    h.apply_ok(config(vec![listener("l", ListenerProtocol::Tcp, Some(p))]))
+        .await;
+    // 4 MiB of a non-repeating pattern, sent while the echo is read back.
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (name, conn) = tcp_open(h.addr("l")).await;
+    assert_eq!(name, "a");
+    let (mut r, mut w) = conn.into_inner().into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        // Half-close: the member sees EOF, ends its echo, and closes.
+        w.shutdown().await.unwrap();
+        w
+    });
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), r.read_to_end(&mut back))
+        .await
+        .expect("no hang")
+        .unwrap();
+    let _w = writer.await.unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "echoed bytes differ");
+    let s = h.dp.stats()["l"];
+    assert_eq!(s.bytes_in, data.len() as u64);
+    assert_eq!(s.bytes_out, data.len() as u64 + 2); // + "a\n"
+}

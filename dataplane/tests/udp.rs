@@ -66,3 +66,48 @@ async fn flows_are_balanced_sticky_and_expire() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn source_ip_persistence_outlives_flows_for_its_timeout() {
+    let h = Harness::new();
+    let (a, b) = (udp_backend("a").await, udp_backend("b").await);
+    let mut p = pool(
+        "p",
+        PoolProtocol::Udp,
+        LbAlgorithm::RoundRobin,
+        vec![member("a", a), member("b", b)],
+    );
+    let timeout = Duration::from_millis(300);
+    p.session_persistence = Some(SessionPersistence::SourceIp {
+        timeout: Some(timeout),
+        granularity: Some("255.255.255.0".parse().unwrap()),
+    });
+    let mut l = listener("u", ListenerProtocol::Udp, Some(p));
+    l.timeouts.client_data = Duration::from_millis(100);
+    h.apply_ok(config(vec![l])).await;
+    let vip = h.addr("u");
+
+    // Different client ports (different flows), same /24: same member, though
+    // round robin alone would alternate.
+    let mut got = Vec::new();
+    for i in 0..4 {
+        let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+        got.push(ask(&c, vip, &i.to_string()).await[..1].to_string());
+    }
+    assert_eq!(got, ["a"; 4]);
+    wait_for("flows expire", Duration::from_secs(5), || async {
+        h.dp.stats()["u"].active_connections == 0
+    })
+    .await;
+    // Within the persistence timeout of the last flow: still stuck.
+    let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    assert_eq!(ask(&c, vip, "again").await, "a:again");
+    wait_for("flows expire", Duration::from_secs(5), || async {
+        h.dp.stats()["u"].active_connections == 0
+    })
+    .await;
+    // Past it (time itself is the condition here), round robin picks again: b.
+    tokio::time::sleep(timeout + Duration::from_millis(100)).await;
+    let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    assert_eq!(ask(&c, vip, "later").await, "b:later");
+}

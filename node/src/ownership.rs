@@ -93,20 +93,68 @@ fn placement_view(app: &ModelApp, alive: &BTreeSet<u64>) -> (BTreeMap<u64, usize
     (load, to_place)
 }
 
-/// The VIPs placed on `node` that are announced on an interface: (load balancer, VIP,
-/// whether it was taken over from another node).
-fn placed_on(app: &ModelApp, node: u64, subnets: &[VipSubnet]) -> Vec<(String, HeldVip, bool)> {
-    let Some(ids) = app.state.vip_owners().get(&node.to_string()) else {
-        return Vec::new();
-    };
-    ids.iter()
-        .filter_map(|id| {
-            let lb = app.state.get::<LoadBalancer>(id)?;
-            let vip = announced(lb.vip_address.parse().ok()?, subnets)?;
-            let taken_over = node_id(&lb.vip_previous_owner).is_some_and(|prev| prev != node);
-            Some((lb.id.clone(), vip, taken_over))
+/// One announced VIP as a node's holding loop sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AnnouncedVip {
+    vip: HeldVip,
+    owner: Option<u64>,
+    previous_owner: Option<u64>,
+}
+
+/// The announced VIPs (those in a subnet with an interface), by load balancer id, kept up to
+/// date from the model's placement change log, so each pass costs what changed.
+#[derive(Debug, Default)]
+struct AnnouncedVips {
+    revision: Option<u64>,
+    by_lb: HashMap<String, AnnouncedVip>,
+}
+
+impl AnnouncedVips {
+    fn entry(app: &ModelApp, id: &str, subnets: &[VipSubnet]) -> Option<AnnouncedVip> {
+        let lb = app.state.get::<LoadBalancer>(id)?;
+        Some(AnnouncedVip {
+            vip: announced(lb.vip_address.parse().ok()?, subnets)?,
+            owner: node_id(&lb.vip_owner),
+            previous_owner: node_id(&lb.vip_previous_owner),
         })
-        .collect()
+    }
+
+    /// Catches up with the model; true if anything changed.
+    fn refresh(&mut self, app: &ModelApp, subnets: &[VipSubnet]) -> bool {
+        let revision = app.state.revision();
+        if self.revision == Some(revision) {
+            return false;
+        }
+        let changed: Option<Vec<&str>> = self
+            .revision
+            .and_then(|r| app.state.placement_changes_since(r))
+            .map(|ids| ids.collect());
+        let before = self.by_lb.len();
+        let mut any = false;
+        match changed {
+            Some(ids) => {
+                for id in ids {
+                    let now = Self::entry(app, id, subnets);
+                    let was = match &now {
+                        Some(e) => self.by_lb.insert(id.to_string(), e.clone()),
+                        None => self.by_lb.remove(id),
+                    };
+                    any |= was != now;
+                }
+            }
+            None => {
+                let all: HashMap<String, AnnouncedVip> = app
+                    .state
+                    .all::<LoadBalancer>()
+                    .filter_map(|lb| Some((lb.id.clone(), Self::entry(app, &lb.id, subnets)?)))
+                    .collect();
+                any = all != self.by_lb;
+                self.by_lb = all;
+            }
+        }
+        self.revision = Some(revision);
+        any || before != self.by_lb.len()
+    }
 }
 
 /// Nodes the leader counts as alive: itself, and members that acknowledged within
@@ -207,9 +255,6 @@ pub async fn place(
     }
 }
 
-/// How often every node re-reads the full VIP list to keep them local.
-const LOCAL_REFRESH: Duration = Duration::from_millis(500);
-
 /// A VIP to hold and the interface it is announced on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HeldVip {
@@ -269,15 +314,12 @@ pub async fn hold<H: VipHolder>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let me = raft.node_id();
-    let mut applied = raft.applied_index();
-    let mut mine_revision = None;
-    // The announced VIPs placed here: (load balancer, VIP, taken over from another node).
+    let mut announced_vips = AnnouncedVips::default();
+    // The VIPs placed here: (load balancer, VIP, whether it was taken from another node).
     let mut mine: Vec<(String, HeldVip, bool)> = Vec::new();
     let mut owned_since: HashMap<String, Instant> = HashMap::new();
     let mut held = BTreeSet::new();
     let mut lease_was_valid = false;
-    let mut local: BTreeSet<HeldVip> = BTreeSet::new();
-    let mut local_checked: Option<Instant> = None;
     loop {
         let status = raft.status();
         let lease = lease_valid(&status, timings.lease);
@@ -285,29 +327,29 @@ pub async fn hold<H: VipHolder>(
             tracing::info!(node_id = me, lease, "VIP lease changed");
             lease_was_valid = lease;
         }
-        let revision = *applied.borrow_and_update();
-        if mine_revision != Some(revision) {
-            mine_revision = Some(revision);
-            mine = raft.read_local(|app| placed_on(app, me, &subnets));
+        if raft.read_local(|app| announced_vips.refresh(app, &subnets)) {
+            // Every announced VIP stays local (on lo) on every node.
+            let local: BTreeSet<HeldVip> = announced_vips
+                .by_lb
+                .values()
+                .map(|a| a.vip.clone())
+                .collect();
+            holder.set_local(&local).await;
+            mine = announced_vips
+                .by_lb
+                .iter()
+                .filter(|(_, a)| a.owner == Some(me))
+                .map(|(id, a)| {
+                    (
+                        id.clone(),
+                        a.vip.clone(),
+                        a.previous_owner.is_some_and(|p| p != me),
+                    )
+                })
+                .collect();
             let ids: std::collections::HashSet<&str> =
                 mine.iter().map(|(id, _, _)| id.as_str()).collect();
             owned_since.retain(|id, _| ids.contains(id.as_str()));
-        }
-        // Every VIP stays local (on lo) on every node; the full list is re-read now and then,
-        // and at once when a VIP placed here is not local yet.
-        let stale = local_checked.is_none_or(|t| t.elapsed() >= LOCAL_REFRESH);
-        if stale || mine.iter().any(|(_, v, _)| !local.contains(v)) {
-            let now_local: BTreeSet<HeldVip> = raft.read_local(|app| {
-                app.state
-                    .vip_addresses()
-                    .filter_map(|a| announced(a.parse().ok()?, &subnets))
-                    .collect()
-            });
-            local_checked = Some(Instant::now());
-            if now_local != local {
-                holder.set_local(&now_local).await;
-                local = now_local;
-            }
         }
         let mut now_held = BTreeSet::new();
         for (id, vip, taken_over) in &mine {

@@ -10,11 +10,11 @@
 //! - a listener the data plane cannot serve (TERMINATED_HTTPS, SCTP, PROMETHEUS, a broken
 //!   reference or value) is left out whole and listed in [`Translated::skipped`];
 //! - a part of a served listener that is left out is listed in [`Translated::warnings`]:
-//!   a health monitor of a type the data plane lacks (HTTPS, PING, TLS-HELLO, UDP-CONNECT, SCTP;
-//!   the pool's members then stay unmonitored rather than being checked the wrong way, which
-//!   could mark every member down), a member with an unusable address or port, an L7 policy
-//!   with an unusable rule or action (the whole policy, since dropping one rule of an AND would
-//!   widen what the policy matches).
+//!   a health monitor of a type the data plane lacks (none the API accepts today: HTTP, HTTPS,
+//!   PING, TCP, TLS-HELLO and UDP-CONNECT all map; the pool's members would stay unmonitored
+//!   rather than being checked the wrong way, which could mark every member down), a member
+//!   with an unusable address or port, an L7 policy with an unusable rule or action (the whole
+//!   policy, since dropping one rule of an AND would widen what the policy matches).
 //!
 //! Octavia semantics kept here (OCTAVIA_MODEL.md §1-§3):
 //! - a listener is enabled only when it and its load balancer are (`admin_state_up`);
@@ -359,7 +359,7 @@ fn monitor_config(hm: &HealthMonitor) -> Result<HealthMonitorConfig, String> {
     let kind = HealthMonitorType::try_from(hm.r#type).unwrap_or(HealthMonitorType::Unspecified);
     let kind = match kind {
         HealthMonitorType::Tcp => HealthMonitorKind::Tcp,
-        HealthMonitorType::Http => {
+        HealthMonitorType::Http | HealthMonitorType::Https => {
             let method = match HttpMethod::try_from(hm.http_method) {
                 Ok(HttpMethod::Unspecified) | Err(_) => DEFAULT_HTTP_METHOD,
                 Ok(m) => m.as_str_name().trim_start_matches("HTTP_METHOD_"),
@@ -367,12 +367,30 @@ fn monitor_config(hm: &HealthMonitor) -> Result<HealthMonitorConfig, String> {
             let or = |value: &str, default: &str| {
                 if value.is_empty() { default } else { value }.to_string()
             };
-            HealthMonitorKind::Http {
-                method: method.to_string(),
-                url_path: or(&hm.url_path, DEFAULT_URL_PATH),
-                expected_codes: or(&hm.expected_codes, DEFAULT_EXPECTED_CODES),
+            let (method, url_path, expected_codes) = (
+                method.to_string(),
+                or(&hm.url_path, DEFAULT_URL_PATH),
+                or(&hm.expected_codes, DEFAULT_EXPECTED_CODES),
+            );
+            if kind == HealthMonitorType::Https {
+                HealthMonitorKind::Https {
+                    method,
+                    url_path,
+                    expected_codes,
+                }
+            } else {
+                HealthMonitorKind::Http {
+                    method,
+                    url_path,
+                    expected_codes,
+                }
             }
         }
+        // The data plane refuses PING (listener ERROR with the reason) on a host
+        // where it can open no ICMP socket; this function stays pure.
+        HealthMonitorType::Ping => HealthMonitorKind::Ping,
+        HealthMonitorType::TlsHello => HealthMonitorKind::TlsHello,
+        HealthMonitorType::UdpConnect => HealthMonitorKind::UdpConnect,
         other => {
             return Err(format!(
                 "{} monitors are not implemented by the data plane",
@@ -1089,7 +1107,7 @@ mod tests {
     }
 
     #[test]
-    fn monitor_types_without_data_plane_support_are_left_out_with_a_warning() {
+    fn every_monitor_type_the_api_accepts_maps_to_the_data_plane() {
         let cases = [
             (
                 Protocol::Tcp,
@@ -1110,10 +1128,30 @@ mod tests {
                 HealthMonitorType::Tcp,
                 Some(HealthMonitorKind::Tcp),
             ),
-            (Protocol::Https, HealthMonitorType::Https, None),
-            (Protocol::Tcp, HealthMonitorType::Ping, None),
-            (Protocol::Https, HealthMonitorType::TlsHello, None),
-            (Protocol::Udp, HealthMonitorType::UdpConnect, None),
+            (
+                Protocol::Https,
+                HealthMonitorType::Https,
+                Some(HealthMonitorKind::Https {
+                    method: "GET".into(),
+                    url_path: "/".into(),
+                    expected_codes: "200".into(),
+                }),
+            ),
+            (
+                Protocol::Tcp,
+                HealthMonitorType::Ping,
+                Some(HealthMonitorKind::Ping),
+            ),
+            (
+                Protocol::Https,
+                HealthMonitorType::TlsHello,
+                Some(HealthMonitorKind::TlsHello),
+            ),
+            (
+                Protocol::Udp,
+                HealthMonitorType::UdpConnect,
+                Some(HealthMonitorKind::UdpConnect),
+            ),
         ];
         for (pool_protocol, kind, expected) in cases {
             let listener_protocol = match pool_protocol {
@@ -1140,13 +1178,7 @@ mod tests {
             let pool = only_listener(&t).default_pool.clone().unwrap();
             assert_eq!(pool.members.len(), 1, "{kind:?}");
             assert_eq!(pool.health_monitor.map(|hm| hm.kind), expected, "{kind:?}");
-            if expected.is_none() {
-                assert_eq!(t.warnings.len(), 1, "{kind:?}: {t:#?}");
-                assert_eq!(t.warnings[0].listener_id, "l1");
-                assert!(t.warnings[0].reason.contains("hm1"), "{t:#?}");
-            } else {
-                assert!(t.warnings.is_empty(), "{kind:?}: {t:#?}");
-            }
+            assert!(t.warnings.is_empty(), "{kind:?}: {t:#?}");
         }
     }
 

@@ -27,6 +27,9 @@ pub use object::{AnyObject, Kind, Object, Rel};
 pub use quota::{quota_field, quota_kind};
 pub use records::RecordError;
 
+/// How many recent placement changes are kept for incremental readers.
+const PLACEMENT_LOG: usize = 100_000;
+
 /// How many applied request ids are remembered for de-duplicating retried commands.
 const REMEMBERED_REQUESTS: usize = 100_000;
 
@@ -50,6 +53,11 @@ pub struct State {
     usage: BTreeMap<(String, Kind), i32>,
     /// Derived: load balancer id by VIP address.
     vips: BTreeMap<String, String>,
+    /// Derived, not persisted: (revision, load balancer id) of recent changes to a load
+    /// balancer's VIP or placement, oldest first; complete for revisions after
+    /// `placement_log_start`.
+    placement_log: VecDeque<(u64, String)>,
+    placement_log_start: u64,
     /// Derived: load balancer ids by VIP owner ("" = not placed).
     vip_owners: BTreeMap<String, BTreeSet<String>>,
     /// Derived: objects in a PENDING_* state, by the revision that made them pending.
@@ -119,6 +127,21 @@ impl State {
     pub(crate) fn put<T: Object>(&mut self, object: T) {
         let id = object.id().to_string();
         let prior = T::table_mut(self).insert(id.clone(), object.clone());
+        let placement = |o: &T| {
+            (o as &dyn std::any::Any)
+                .downcast_ref::<LoadBalancer>()
+                .map(|lb| {
+                    (
+                        lb.vip_address.clone(),
+                        lb.vip_owner.clone(),
+                        lb.vip_previous_owner.clone(),
+                    )
+                })
+        };
+        if placement(&object).is_some() && prior.as_ref().and_then(placement) != placement(&object)
+        {
+            self.log_placement(&id);
+        }
         if let Some(prior) = &prior {
             self.unindex(prior);
         }
@@ -131,12 +154,36 @@ impl State {
     /// Removes an object (if present), keeping indexes and journal.
     pub(crate) fn remove<T: Object>(&mut self, id: &str) -> Option<T> {
         let prior = T::table_mut(self).remove(id)?;
+        if T::KIND == Kind::LoadBalancer {
+            self.log_placement(id);
+        }
         self.unindex(&prior);
         self.journal
             .push((T::KIND, id.to_string(), Some(prior.clone().wrap())));
         self.touched
             .insert(records::RecordKey::Object(T::KIND, id.to_string()));
         Some(prior)
+    }
+
+    fn log_placement(&mut self, id: &str) {
+        self.placement_log
+            .push_back((self.revision, id.to_string()));
+        while self.placement_log.len() > PLACEMENT_LOG {
+            if let Some((revision, _)) = self.placement_log.pop_front() {
+                self.placement_log_start = revision;
+            }
+        }
+    }
+
+    /// Load balancers whose VIP or placement changed after `revision` (a load balancer may
+    /// be listed more than once), or `None` if that is too far back to tell: then look at
+    /// them all.
+    pub fn placement_changes_since(&self, revision: u64) -> Option<impl Iterator<Item = &str>> {
+        if revision < self.placement_log_start {
+            return None;
+        }
+        let from = self.placement_log.partition_point(|(r, _)| *r <= revision);
+        Some(self.placement_log.range(from..).map(|(_, id)| id.as_str()))
     }
 
     /// Load balancer ids by the node their VIP is placed on (`""` = not placed), each set
@@ -251,4 +298,75 @@ pub fn is_pending(status: ProvisioningStatus) -> bool {
 
 fn object_revision<T: Object>(object: &T) -> u64 {
     object.revision()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use fulcrum_proto::internal::{command::Op, Command, Objects, VipAssignments};
+
+    use super::*;
+
+    fn lb(id: &str, vip: &str) -> LoadBalancer {
+        LoadBalancer {
+            id: id.into(),
+            project_id: "p".into(),
+            vip_address: vip.into(),
+            admin_state_up: true,
+            ..Default::default()
+        }
+    }
+
+    fn run(state: &mut State, index: u64, op: Op) {
+        let command = Command {
+            request_id: String::new(),
+            now: "2026-01-01T00:00:00Z".into(),
+            op: Some(op),
+        };
+        state.apply(index, &command);
+    }
+
+    #[test]
+    fn placement_changes_are_logged_by_revision_and_restores_start_over() {
+        let mut state = State::new();
+        run(
+            &mut state,
+            1,
+            Op::Create(Objects {
+                loadbalancers: vec![lb("a", "10.0.0.1")],
+                ..Default::default()
+            }),
+        );
+        run(
+            &mut state,
+            2,
+            Op::Create(Objects {
+                loadbalancers: vec![lb("b", "10.0.0.2")],
+                ..Default::default()
+            }),
+        );
+        let owners = HashMap::from([("a".to_string(), 2u64)]);
+        run(&mut state, 3, Op::VipAssignments(VipAssignments { owners }));
+        let since = |s: &State, r| {
+            s.placement_changes_since(r)
+                .map(|i| i.map(str::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(since(&state, 0).unwrap(), vec!["a", "b", "a"]);
+        assert_eq!(since(&state, 2).unwrap(), vec!["a"]);
+        assert_eq!(since(&state, 3).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            state.vip_owners()["2"].iter().collect::<Vec<_>>(),
+            vec!["a"]
+        );
+        assert_eq!(state.vip_owners()[""].iter().collect::<Vec<_>>(), vec!["b"]);
+        // Confirming statuses is not a placement change.
+        run(&mut state, 4, Op::ConfirmApplied(Default::default()));
+        assert_eq!(since(&state, 3).unwrap(), Vec::<String>::new());
+        // A state rebuilt from its records knows nothing older than its revision.
+        let restored = State::from_records(state.records()).unwrap();
+        assert!(restored.placement_changes_since(3).is_none());
+        assert_eq!(since(&restored, 4).unwrap(), Vec::<String>::new());
+        assert_eq!(restored.vip_owners()["2"].len(), 1);
+    }
 }

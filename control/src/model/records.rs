@@ -126,6 +126,8 @@ impl State {
             .collect();
         order.sort();
         state.request_order = order.into();
+        state.placement_log.clear();
+        state.placement_log_start = state.revision;
         state.journal.clear();
         state.touched.clear();
         Ok(state)

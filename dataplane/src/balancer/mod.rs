@@ -62,6 +62,8 @@ pub(crate) struct MemberState {
     health: AtomicU8,
     /// Connections (L4) or in-flight requests (L7) currently using the member.
     pub(crate) active: AtomicUsize,
+    /// Idle pooled HTTP connections to the member (L7).
+    pub(crate) idle: crate::member_pool::IdleConns,
 }
 
 impl MemberState {
@@ -69,6 +71,7 @@ impl MemberState {
         Self {
             health: AtomicU8::new(health as u8),
             active: AtomicUsize::new(0),
+            idle: Default::default(),
         }
     }
 
@@ -86,6 +89,8 @@ impl MemberState {
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) config: MemberConfig,
+    /// `config.id`, shared with stick-table entries.
+    pub(crate) id: Arc<str>,
     pub(crate) addr: SocketAddr,
     /// `addr` as a URI authority, precomputed for the L7 proxy's member requests.
     pub(crate) authority: Option<http::uri::Authority>,
@@ -101,6 +106,7 @@ impl Backend {
             addr,
             authority: http::uri::Authority::try_from(addr.to_string()).ok(),
             id_hash: hash_str(&config.id),
+            id: Arc::from(config.id.as_str()),
             config,
             state,
         }

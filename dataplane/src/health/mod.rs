@@ -1,19 +1,25 @@
-//! Health monitors: one task per monitored member, TCP or HTTP checks, with
-//! exact rise (`max_retries`) and fall (`max_retries_down`) counts.
+//! Health monitors: one task per monitored member, with exact rise
+//! (`max_retries`) and fall (`max_retries_down`) counts. Checks: TCP connect,
+//! HTTP, HTTPS and TLS-HELLO ([`tls`]), UDP-CONNECT and PING ([`icmp`]).
 //!
 //! A newly monitored member starts `Unchecked`: it takes traffic (as in
 //! haproxy) and its first success marks it ONLINE at once; `fall` consecutive
 //! failures mark it ERROR, after which `rise` consecutive successes are
 //! needed to bring it back.
 
+mod icmp;
+mod tls;
+
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::broadcast;
 
 use crate::balancer::{Backend, Health};
@@ -74,23 +80,38 @@ pub(crate) fn validate(hm: &HealthMonitorConfig) -> Result<(), DataplaneError> {
             reason: "max_retries and max_retries_down must be at least 1".into(),
         });
     }
-    if let HealthMonitorKind::Http {
-        method,
-        url_path,
-        expected_codes,
-    } = &hm.kind
-    {
-        ExpectedCodes::parse(expected_codes)?;
-        http::Method::from_bytes(method.as_bytes()).map_err(|_| DataplaneError::InvalidConfig {
-            field: "health_monitor.http_method",
-            reason: format!("{method:?} is not an HTTP method"),
-        })?;
-        if !url_path.starts_with('/') || url_path.parse::<http::Uri>().is_err() {
-            return Err(DataplaneError::InvalidConfig {
-                field: "health_monitor.url_path",
-                reason: format!("{url_path:?} is not an absolute path"),
-            });
+    match &hm.kind {
+        HealthMonitorKind::Http {
+            method,
+            url_path,
+            expected_codes,
         }
+        | HealthMonitorKind::Https {
+            method,
+            url_path,
+            expected_codes,
+        } => {
+            ExpectedCodes::parse(expected_codes)?;
+            http::Method::from_bytes(method.as_bytes()).map_err(|_| {
+                DataplaneError::InvalidConfig {
+                    field: "health_monitor.http_method",
+                    reason: format!("{method:?} is not an HTTP method"),
+                }
+            })?;
+            if !url_path.starts_with('/') || url_path.parse::<http::Uri>().is_err() {
+                return Err(DataplaneError::InvalidConfig {
+                    field: "health_monitor.url_path",
+                    reason: format!("{url_path:?} is not an absolute path"),
+                });
+            }
+        }
+        HealthMonitorKind::Ping => {
+            icmp::available().map_err(|reason| DataplaneError::UnsupportedMonitor {
+                kind: "PING",
+                reason,
+            })?;
+        }
+        HealthMonitorKind::Tcp | HealthMonitorKind::TlsHello | HealthMonitorKind::UdpConnect => {}
     }
     Ok(())
 }
@@ -104,17 +125,23 @@ pub(crate) async fn monitor_member(
 ) {
     let target = backend.config.monitor_addr();
     let expected = match &hm.kind {
-        HealthMonitorKind::Http { expected_codes, .. } => ExpectedCodes::parse(expected_codes).ok(),
-        HealthMonitorKind::Tcp => None,
+        HealthMonitorKind::Http { expected_codes, .. }
+        | HealthMonitorKind::Https { expected_codes, .. } => {
+            ExpectedCodes::parse(expected_codes).ok()
+        }
+        _ => None,
     };
     let mut interval = tokio::time::interval(hm.delay.max(std::time::Duration::from_millis(1)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut successes, mut failures) = (0u32, 0u32);
     loop {
         interval.tick().await;
-        let ok = tokio::time::timeout(hm.timeout, check(&hm.kind, target, expected.as_ref()))
-            .await
-            .unwrap_or(false);
+        let ok = tokio::time::timeout(
+            hm.timeout,
+            check(&hm.kind, target, expected.as_ref(), hm.timeout),
+        )
+        .await
+        .unwrap_or(false);
         let current = backend.state.health();
         let next = if ok {
             failures = 0;
@@ -147,36 +174,108 @@ pub(crate) async fn monitor_member(
     }
 }
 
+/// One check; `false` on any failure. The caller bounds it by `timeout`.
 async fn check(
     kind: &HealthMonitorKind,
     target: SocketAddr,
     expected: Option<&ExpectedCodes>,
+    timeout: Duration,
 ) -> bool {
+    match kind {
+        HealthMonitorKind::UdpConnect => return udp_check(target, timeout).await,
+        HealthMonitorKind::Ping => {
+            return icmp::ping(target.ip()).await.unwrap_or_else(|e| {
+                tracing::debug!(%target, error = %e, "ping failed");
+                false
+            })
+        }
+        _ => {}
+    }
     let Ok(stream) = TcpStream::connect(target).await else {
         return false;
     };
     match kind {
-        HealthMonitorKind::Tcp => true,
         HealthMonitorKind::Http {
             method, url_path, ..
+        } => match expected {
+            Some(expected) => http_check(stream, target, method, url_path, expected)
+                .await
+                .unwrap_or(false),
+            None => false,
+        },
+        HealthMonitorKind::Https {
+            method, url_path, ..
         } => {
-            let Some(expected) = expected else {
+            let (Some(expected), Ok(tls)) = (expected, tls::handshake(stream, target).await) else {
                 return false;
             };
-            http_check(stream, target, method, url_path, expected)
+            http_check(tls, target, method, url_path, expected)
                 .await
                 .unwrap_or(false)
+        }
+        HealthMonitorKind::TlsHello => tls::handshake(stream, target).await.is_ok(),
+        HealthMonitorKind::Tcp | HealthMonitorKind::UdpConnect | HealthMonitorKind::Ping => true,
+    }
+}
+
+/// UDP-CONNECT (Octavia's `nc -uz` check): send a datagram on a connected
+/// socket and wait a little; an ICMP port unreachable comes back as
+/// `ECONNREFUSED` on the next receive (member down); an answer or silence
+/// means up.
+async fn udp_check(target: SocketAddr, timeout: Duration) -> bool {
+    let bind: SocketAddr = if target.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let Ok(socket) = UdpSocket::bind(bind).await else {
+        return false;
+    };
+    if socket.connect(target).await.is_err() || socket.send(&[]).await.is_err() {
+        return false;
+    }
+    let wait = (timeout / 2).min(Duration::from_secs(1));
+    let answer = async {
+        let mut buf = [0u8; 512];
+        loop {
+            // The ICMP error is pending as SO_ERROR, signalled as ERROR readiness.
+            let ready = socket
+                .ready(tokio::io::Interest::READABLE | tokio::io::Interest::ERROR)
+                .await?;
+            if let Some(e) = socket.take_error()? {
+                return Err(e);
+            }
+            if ready.is_readable() {
+                match socket.try_recv(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    res => return res,
+                }
+            }
+            // Nothing pending after all: clear the readiness and wait again.
+            let _ = socket.try_io(tokio::io::Interest::ERROR, || {
+                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+            });
+        }
+    };
+    match tokio::time::timeout(wait, answer).await {
+        Ok(Ok(_)) | Err(_) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(%target, error = %e, "udp check failed");
+            false
         }
     }
 }
 
-async fn http_check(
-    stream: TcpStream,
+async fn http_check<S>(
+    stream: S,
     target: SocketAddr,
     method: &str,
     path: &str,
     expected: &ExpectedCodes,
-) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let conn = tokio::spawn(conn);
     let req = http::Request::builder()

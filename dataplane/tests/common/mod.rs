@@ -162,12 +162,15 @@ pub async fn tcp_closed(addr: SocketAddr) -> bool {
     )
 }
 
-/// An HTTP backend: answers `status` with its name as body and echoes some
-/// request headers back as `echo-<name>` headers.
+/// An HTTP backend: answers `status` with its name as body (`POST`: name,
+/// `:`, then the request body) and echoes some request headers back as
+/// `echo-<name>` headers; `/login` sets the cookie `sid=<name>-session`.
 pub struct HttpBackend {
     pub name: String,
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub conns: Arc<AtomicUsize>,
     pub status: Arc<AtomicU16>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -177,37 +180,65 @@ impl HttpBackend {
         let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(AtomicUsize::new(0));
         let status = Arc::new(AtomicU16::new(200));
-        let (n, count, st) = (name.to_string(), requests.clone(), status.clone());
+        let (n, count, st, accepted) = (
+            name.to_string(),
+            requests.clone(),
+            status.clone(),
+            conns.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (n, count, st) = (n.clone(), count.clone(), st.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                         count.fetch_add(1, Ordering::SeqCst);
-                        let mut resp = hyper::Response::new(Full::new(Bytes::from(n.clone())));
-                        *resp.status_mut() =
-                            hyper::StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
-                        for h in [
-                            "x-forwarded-for",
-                            "x-forwarded-port",
-                            "x-forwarded-proto",
-                            "host",
-                        ] {
-                            if let Some(v) = req.headers().get(h) {
+                        let (n, st) = (n.clone(), st.clone());
+                        async move {
+                            let mut echoed = http::HeaderMap::new();
+                            for h in [
+                                "x-forwarded-for",
+                                "x-forwarded-port",
+                                "x-forwarded-proto",
+                                "host",
+                                "cookie",
+                            ] {
+                                if let Some(v) = req.headers().get(h) {
+                                    echoed.insert(
+                                        hyper::header::HeaderName::from_bytes(
+                                            format!("echo-{h}").as_bytes(),
+                                        )
+                                        .unwrap(),
+                                        v.clone(),
+                                    );
+                                }
+                            }
+                            let login = req.uri().path() == "/login";
+                            let body = if req.method() == http::Method::POST {
+                                let b = req.into_body().collect().await.unwrap().to_bytes();
+                                format!("{n}:{}", String::from_utf8_lossy(&b))
+                            } else {
+                                n.clone()
+                            };
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+                            *resp.status_mut() =
+                                hyper::StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
+                            *resp.headers_mut() = echoed;
+                            if login {
                                 resp.headers_mut().insert(
-                                    hyper::header::HeaderName::from_bytes(
-                                        format!("echo-{h}").as_bytes(),
-                                    )
-                                    .unwrap(),
-                                    v.clone(),
+                                    "set-cookie",
+                                    format!("sid={n}-session; Path=/; HttpOnly")
+                                        .parse()
+                                        .unwrap(),
                                 );
                             }
+                            Ok::<_, std::convert::Infallible>(resp)
                         }
-                        async move { Ok::<_, std::convert::Infallible>(resp) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(s), svc)
@@ -219,6 +250,7 @@ impl HttpBackend {
             name: name.into(),
             addr,
             requests,
+            conns,
             status,
             task,
         }
@@ -255,13 +287,29 @@ pub fn h2c_client() -> TestClient {
 }
 
 pub async fn get(c: &TestClient, addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut b = http::Request::builder().uri(format!("http://{addr}{path}"));
+    request(c, http::Method::GET, addr, path, headers, "").await
+}
+
+pub async fn request(
+    c: &TestClient,
+    method: http::Method,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> Resp {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
     let resp = tokio::time::timeout(
         Duration::from_secs(10),
-        c.request(b.body(Full::new(Bytes::new())).unwrap()),
+        c.request(
+            b.body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap(),
+        ),
     )
     .await
     .expect("no hang")
