@@ -159,10 +159,15 @@ impl AnnouncedVips {
 
 /// Nodes the leader counts as alive: itself, and members that acknowledged within
 /// `dead_after` (or that it has not had `dead_after` to hear from yet).
+///
+/// `deposed` is the leader this node took over from: its lease had run out when a majority
+/// elected a new leader (that majority had not heard from it for an election timeout, which
+/// is longer than a lease), so it counts as gone until it answers.
 pub fn alive_nodes(
     status: &ClusterStatus,
     leader_for: Duration,
     dead_after: Duration,
+    deposed: Option<u64>,
 ) -> BTreeSet<u64> {
     let members = status.voters.keys().chain(status.learners.keys());
     members
@@ -178,7 +183,7 @@ pub fn alive_nodes(
                 .and_then(|p| p.last_ack_age);
             match age {
                 Some(age) => age < dead_after,
-                None => leader_for < dead_after,
+                None => Some(*id) != deposed && leader_for < dead_after,
             }
         })
         .collect()
@@ -233,11 +238,16 @@ pub async fn place(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut leader_since: Option<Instant> = None;
+    // The leader this node last followed, and the one it took over from.
+    let (mut last_leader, mut deposed) = (None, None);
     loop {
         let status = raft.status();
         if status.role == Role::Leader {
+            if leader_since.is_none() {
+                deposed = last_leader.filter(|l| *l != status.node_id);
+            }
             let since = *leader_since.get_or_insert_with(Instant::now);
-            let alive = alive_nodes(&status, since.elapsed(), timings.dead_after);
+            let alive = alive_nodes(&status, since.elapsed(), timings.dead_after, deposed);
             let (load, to_place) = raft.read_local(|app| placement_view(app, &alive));
             let changes = plan(load, &to_place);
             if !changes.is_empty() {
@@ -247,6 +257,9 @@ pub async fn place(
             }
         } else {
             leader_since = None;
+            if status.leader_id.is_some() {
+                last_leader = status.leader_id;
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(timings.tick) => {}
@@ -461,5 +474,36 @@ mod tests {
         );
         assert_eq!(changes.get("a"), Some(&0));
         assert!(!changes.contains_key("b"));
+    }
+
+    #[test]
+    fn a_new_leader_counts_the_deposed_leader_gone_at_once() {
+        let status = ClusterStatus {
+            node_id: 2,
+            role: Role::Leader,
+            leader_id: Some(2),
+            term: 3,
+            last_log_index: None,
+            committed_index: None,
+            last_applied: 0,
+            snapshot_index: None,
+            purged_index: None,
+            voters: BTreeMap::from([(1, String::new()), (2, String::new()), (3, String::new())]),
+            learners: BTreeMap::new(),
+            membership_committed: true,
+            replication: Some(BTreeMap::new()),
+            leader_contact_age: Some(Duration::ZERO),
+            resync_commit: None,
+        };
+        let dead_after = Duration::from_millis(250);
+        // Just elected: nodes not heard from yet get the benefit of the doubt, but not the
+        // leader it took over from.
+        let alive = alive_nodes(&status, Duration::from_millis(10), dead_after, Some(1));
+        assert_eq!(alive, BTreeSet::from([2, 3]));
+        let alive = alive_nodes(&status, Duration::from_millis(10), dead_after, None);
+        assert_eq!(alive, BTreeSet::from([1, 2, 3]));
+        // Later, silence means gone.
+        let alive = alive_nodes(&status, Duration::from_secs(1), dead_after, None);
+        assert_eq!(alive, BTreeSet::from([2]));
     }
 }

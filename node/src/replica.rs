@@ -112,7 +112,8 @@ impl Store for RaftStore {
                 .unwrap_or_default()
         };
         let leader = s.role == Role::Leader;
-        let alive = crate::ownership::alive_nodes(&s, std::time::Duration::MAX, self.dead_after);
+        let alive =
+            crate::ownership::alive_nodes(&s, std::time::Duration::MAX, self.dead_after, None);
         let contact_ms = |id: u64| {
             s.replication
                 .as_ref()
