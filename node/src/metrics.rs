@@ -58,6 +58,8 @@ impl Sources {
             metrics::gauge!("fulcrum_vips_local").set(v.local as f64);
             metrics::counter!("fulcrum_garp_sent_total").absolute(v.garp_sent);
             metrics::counter!("fulcrum_arp_replies_sent_total").absolute(v.arp_replies_sent);
+            metrics::counter!("fulcrum_na_sent_total").absolute(v.na_sent);
+            metrics::counter!("fulcrum_ns_answered_total").absolute(v.ns_answered);
             metrics::counter!("fulcrum_vip_conflicts_total").absolute(v.conflicts_seen);
             metrics::counter!("fulcrum_vip_send_errors_total").absolute(v.send_errors);
         }

@@ -2,29 +2,35 @@
 //!
 //! Every VIP this node may ever hold is a local address on `lo` (/32, or /128 with
 //! NODAD), so the kernel accepts its traffic; `arp_ignore=1`/`arp_announce=2` keep the
-//! kernel from ever answering ARP for it. This process answers ARP itself, from a raw
-//! socket per interface, and only for the VIPs it holds: a process that dies or hangs
-//! goes silent for its VIPs by itself. Taking a VIP sends a burst of gratuitous ARP, then
-//! a refresh every `refresh_interval`, and once more when another MAC claims it.
+//! kernel from ever answering ARP for it. For IPv6 no setting is needed: the kernel
+//! answers a neighbour solicitation only for addresses on the interface it arrived on
+//! (and only proxies with `proxy_ndp` and a proxy entry), never for `lo`'s.
+//!
+//! This process answers ARP requests and neighbour solicitations itself, from raw packet
+//! sockets per interface, and only for the VIPs it holds: a process that dies or hangs
+//! goes silent for its VIPs by itself. Taking a VIP sends a burst of gratuitous ARP
+//! (IPv4) or unsolicited neighbour advertisements (IPv6), then a refresh every
+//! `refresh_interval`, and once more when another MAC claims it. For held IPv6 VIPs the
+//! process also joins their solicited-node multicast groups on the interface (so NS for
+//! them are delivered, and MLD-snooping switches forward them).
 //! VIPs in 127.0.0.0/8 (and `::1`) need none of this: they are ignored.
 //!
 //! Which VIPs to hold is decided elsewhere (ownership, leases); this module only obeys
 //! [`VipManager::set_local`] and [`VipManager::set_held`].
-//!
-//! IPv6 VIPs are added to `lo` (NODAD) by `set_local`, but neighbour discovery is not
-//! implemented yet: `set_held` refuses them with [`VipError::Ipv6NotAnnounced`].
 // Wired in by the ownership layer; until then parts are unused outside the tests.
 
 mod arp;
+// pub(crate) for the namespace tests' own NS probe (node/tests/vip).
+pub(crate) mod ndp;
 mod netlink;
 mod responder;
-mod socket;
+pub(crate) mod socket;
 mod stats;
 mod sysctl;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,8 +132,8 @@ pub enum VipError {
         /// The name given.
         interface: String,
     },
-    /// ARP needs an Ethernet interface.
-    #[error("interface {interface} is not an Ethernet interface (no MAC address); cannot answer ARP on it")]
+    /// ARP and neighbour discovery need an Ethernet interface.
+    #[error("interface {interface} is not an Ethernet interface (no MAC address); cannot answer ARP/NDP on it")]
     NotEthernet {
         /// The interface name.
         interface: String,
@@ -140,8 +146,8 @@ pub enum VipError {
         /// The kernel's answer.
         source: std::io::Error,
     },
-    /// The raw ARP socket could not be opened.
-    #[error("raw ARP socket on {interface}: {source} (needs CAP_NET_RAW)")]
+    /// A raw packet socket (ARP or NDP) could not be opened.
+    #[error("raw packet socket on {interface}: {source} (needs CAP_NET_RAW)")]
     RawSocket {
         /// The interface name.
         interface: String,
@@ -156,9 +162,10 @@ pub enum VipError {
         /// The error.
         source: std::io::Error,
     },
-    /// IPv6 neighbour discovery is not implemented: this VIP cannot be announced.
-    #[error("VIP {address} on {interface}: IPv6 VIPs cannot be held yet (no neighbour discovery)")]
-    Ipv6NotAnnounced {
+    /// IPv6 is off on the VIP's interface (`disable_ipv6`, or no IPv6 in the kernel):
+    /// the IPv6 VIP cannot be held there.
+    #[error("VIP {address} on {interface}: IPv6 is disabled on {interface}")]
+    Ipv6Disabled {
         /// The VIP.
         address: IpAddr,
         /// Its interface.
@@ -297,31 +304,29 @@ impl VipManager {
         first_error(errors)
     }
 
-    /// The VIPs this node holds now: answers ARP and announces (GARP burst) newly held
-    /// ones, stops answering for the rest at once. Fast and idempotent. Loopback VIPs are
-    /// skipped; IPv6 VIPs are refused (not yet announced). Applies all it can; returns the
-    /// first failure.
+    /// The VIPs this node holds now: answers ARP/NS and announces (GARP or unsolicited NA
+    /// burst) newly held ones, stops answering for the rest at once. Fast and idempotent.
+    /// Loopback VIPs are skipped; an IPv6 VIP on an interface with IPv6 disabled is refused.
+    /// Applies all it can; returns the first failure.
     pub async fn set_held(&self, vips: &BTreeSet<Vip>) -> Result<(), VipError> {
         let mut state = self.inner.state.lock().await;
         if state.stopping {
             return Err(VipError::Stopped);
         }
         let mut errors = Vec::new();
-        let mut by_interface: BTreeMap<&str, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+        let mut by_interface: BTreeMap<&str, BTreeSet<IpAddr>> = BTreeMap::new();
         let mut held = BTreeSet::new();
         for vip in vips.iter().filter(|v| !v.is_loopback()) {
-            match vip.address {
-                IpAddr::V4(ip) => {
-                    by_interface.entry(&vip.interface).or_default().insert(ip);
-                }
-                IpAddr::V6(_) => {
-                    errors.push(VipError::Ipv6NotAnnounced {
-                        address: vip.address,
-                        interface: vip.interface.clone(),
-                    });
+            if vip.address.is_ipv6() {
+                if let Err(e) = sysctl::check_ipv6_enabled(&vip.interface, vip.address) {
+                    errors.push(e);
                     continue;
                 }
             }
+            by_interface
+                .entry(&vip.interface)
+                .or_default()
+                .insert(vip.address);
             if !state.local.contains(vip) {
                 tracing::warn!(vip = %vip.address, interface = %vip.interface, "holding a VIP that is not a local address");
             }
@@ -386,15 +391,20 @@ impl VipManager {
                 }
             }
         }
+        let mut added_v6 = Vec::new();
         for &address in wanted.difference(&present_set) {
             match netlink.add_host_address(lo.index, address).await {
                 Ok(()) => {
                     tracing::info!(%address, interface = %self.inner.config.local_interface, "added VIP address");
                     state.added.insert(address);
+                    if let IpAddr::V6(v6) = address {
+                        added_v6.push(v6);
+                    }
                 }
                 Err(e) => errors.push(e),
             }
         }
+        wait_local_routes(&added_v6).await;
         first_error(errors)
     }
 
@@ -451,6 +461,39 @@ impl VipManager {
     }
 }
 
+/// How long `set_local` waits for the kernel to route newly added IPv6 VIPs locally.
+const LOCAL_ROUTE_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits (a bounded time) until the kernel has the local routes of newly added IPv6
+/// addresses, so that a VIP is accepted once `set_local` returns (IPv4 local routes are
+/// in when the netlink request is answered; IPv6 ones follow from a work queue).
+async fn wait_local_routes(addresses: &[std::net::Ipv6Addr]) {
+    if addresses.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LOCAL_ROUTE_WAIT;
+    loop {
+        let routes = tokio::fs::read_to_string("/proc/net/ipv6_route")
+            .await
+            .unwrap_or_default();
+        let missing: Vec<_> = addresses
+            .iter()
+            .filter(|a| !netlink::has_local_route(&routes, **a))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                ?missing,
+                "IPv6 VIP addresses added, but the kernel has no local route for them yet"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn first_error(errors: Vec<VipError>) -> Result<(), VipError> {
     let mut errors = errors.into_iter();
     match errors.next() {
@@ -466,6 +509,8 @@ fn first_error(errors: Vec<VipError>) -> Result<(), VipError> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     #[test]

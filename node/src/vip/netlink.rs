@@ -5,7 +5,7 @@
 //! tell its own addresses from the operator's and remove stale ones. On older kernels the
 //! mark is dropped and only addresses added by this process are recognised.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{
@@ -141,6 +141,11 @@ impl Netlink {
 
     /// Adds `address` as a host address (/32 or /128, IPv6 with NODAD) to `ifindex`,
     /// marked as Fulcrum's. An address that is already there is not an error.
+    ///
+    /// IPv6 addresses get NOPREFIXROUTE as well: the /128 "prefix route" the kernel would
+    /// add via `lo` is a reject route, which answers traffic for the VIP with "network
+    /// unreachable" in the moment before the address's local route is in (the kernel
+    /// inserts that one from a work queue; see [`has_local_route`]).
     pub async fn add_host_address(&self, ifindex: u32, address: IpAddr) -> Result<(), VipError> {
         let prefix_len = if address.is_ipv4() { 32 } else { 128 };
         let mut request = self.handle.address().add(ifindex, address, prefix_len);
@@ -153,9 +158,9 @@ impl Netlink {
             )));
         if address.is_ipv6() {
             message.header.flags |= AddressHeaderFlags::Nodad;
-            message
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            message.attributes.push(AddressAttribute::Flags(
+                AddressFlags::Nodad | AddressFlags::Noprefixroute,
+            ));
         }
         match request.execute().await {
             Ok(()) => Ok(()),
@@ -183,6 +188,29 @@ impl Netlink {
     }
 }
 
+/// `RTF_LOCAL` from `<linux/ipv6_route.h>`.
+const RTF_LOCAL: u32 = 0x8000_0000;
+
+/// Whether the kernel's IPv6 routes (the text of `/proc/net/ipv6_route`, all tables)
+/// hold the local route of `address`, which makes the kernel accept traffic for it. For
+/// an IPv6 address the kernel inserts it only after duplicate address detection (at
+/// once with NODAD, but from a work queue that waits for the RTNL lock), so it can lag
+/// behind the netlink answer to adding the address.
+pub fn has_local_route(ipv6_route: &str, address: Ipv6Addr) -> bool {
+    let dest: String = address
+        .octets()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    ipv6_route.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 10
+            && fields[0] == dest
+            && fields[1] == "80"
+            && u32::from_str_radix(fields[8], 16).is_ok_and(|flags| flags & RTF_LOCAL != 0)
+    })
+}
+
 /// The errno of a netlink NACK.
 fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
@@ -197,4 +225,27 @@ fn nl_error(what: String, e: rtnetlink::Error) -> VipError {
         other => std::io::Error::other(other.to_string()),
     };
     VipError::Netlink { what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_route_in_proc_ipv6_route() {
+        let text = "\
+fd000077000100000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+fd000077000100000000000000000050 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00200201       lo
+00000000000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo
+";
+        let vip: Ipv6Addr = "fd00:77:1::50".parse().unwrap();
+        assert!(!has_local_route(text, vip), "only the reject prefix route");
+        assert!(has_local_route(text, Ipv6Addr::LOCALHOST));
+        let with_local = format!(
+            "{text}fd000077000100000000000000000050 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo\n"
+        );
+        assert!(has_local_route(&with_local, vip));
+        assert!(!has_local_route("", vip));
+        assert!(!has_local_route("garbage\n", vip));
+    }
 }

@@ -1,6 +1,6 @@
 //! Counters shared by the responders, and the snapshot handed to metrics and logs.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -29,6 +29,8 @@ impl Counter {
 pub struct Counters {
     pub garp_sent: Counter,
     pub arp_replies_sent: Counter,
+    pub na_sent: Counter,
+    pub ns_answered: Counter,
     pub conflicts_seen: Counter,
     pub send_errors: Counter,
     pub recv_errors: Counter,
@@ -37,10 +39,10 @@ pub struct Counters {
 
 impl Counters {
     /// Remembers the latest conflicting claim.
-    pub fn record_conflict(&self, interface: &str, ip: Ipv4Addr, other_mac: MacAddr) {
+    pub fn record_conflict(&self, interface: &str, ip: IpAddr, other_mac: MacAddr) {
         let conflict = VipConflict {
             vip: Vip {
-                address: IpAddr::V4(ip),
+                address: ip,
                 interface: interface.to_owned(),
             },
             other_mac,
@@ -54,6 +56,8 @@ impl Counters {
         VipStats {
             garp_sent: self.garp_sent.get(),
             arp_replies_sent: self.arp_replies_sent.get(),
+            na_sent: self.na_sent.get(),
+            ns_answered: self.ns_answered.get(),
             conflicts_seen: self.conflicts_seen.get(),
             send_errors: self.send_errors.get(),
             recv_errors: self.recv_errors.get(),
@@ -86,7 +90,13 @@ pub struct VipStats {
     pub garp_sent: u64,
     /// ARP requests for held VIPs answered.
     pub arp_replies_sent: u64,
-    /// ARP frames from another MAC claiming a VIP we held.
+    /// Unsolicited neighbour advertisements sent for held IPv6 VIPs (burst, refresh,
+    /// conflict).
+    pub na_sent: u64,
+    /// Neighbour solicitations for held IPv6 VIPs answered (with a solicited NA).
+    pub ns_answered: u64,
+    /// ARP frames or neighbour advertisements (or solicitations from the VIP) from
+    /// another MAC claiming a VIP we held.
     pub conflicts_seen: u64,
     /// Frames that could not be sent.
     pub send_errors: u64,

@@ -1,4 +1,5 @@
-//! The ARP sysctls that keep the kernel quiet about VIPs held on `lo`.
+//! The ARP sysctls that keep the kernel quiet about VIPs held on `lo`, and the IPv6 one
+//! that must not be on for an interface with IPv6 VIPs.
 //!
 //! `arp_ignore=1`: answer ARP only for addresses configured on the interface the request
 //! came in on (our VIPs sit on `lo`, so the kernel never answers for them).
@@ -6,7 +7,8 @@
 //! requests. Both are set on `all` and on each interface that VIPs are announced on
 //! (the kernel uses the larger of `all` and the interface's value).
 
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use super::VipError;
 
@@ -23,6 +25,26 @@ pub fn quiet_kernel_arp(interface: &str) -> Result<(), VipError> {
         }
     }
     Ok(())
+}
+
+/// Fails with [`VipError::Ipv6Disabled`] when `interface` has `disable_ipv6=1` or the
+/// kernel has no IPv6. A missing interface passes (its lookup reports it by name).
+pub fn check_ipv6_enabled(interface: &str, address: IpAddr) -> Result<(), VipError> {
+    check_interface_name(interface)?;
+    let disabled = || VipError::Ipv6Disabled {
+        address,
+        interface: interface.to_owned(),
+    };
+    if !Path::new("/proc/sys/net/ipv6/conf").exists() {
+        return Err(disabled());
+    }
+    let path = format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6");
+    match std::fs::read_to_string(&path) {
+        Ok(value) if value.trim() != "0" => Err(disabled()),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(VipError::Sysctl { path, source }),
+    }
 }
 
 /// Refuses names that cannot be interfaces, so they never become paths.

@@ -1,16 +1,19 @@
 //! The lab for the VIP tests: namespaces on a bridge, client-side probes (`arping`,
-//! `ip neigh`), and the helper process that runs a `VipManager` inside a namespace.
+//! `ip neigh`, our own neighbour solicitations), and the helper process that runs a
+//! `VipManager` inside a namespace.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::vip::{Vip, VipManager, VipManagerConfig};
+use crate::vip::ndp::{self, NdMessage, NdpFrame};
+use crate::vip::socket::PacketSocket;
+use crate::vip::{MacAddr, Vip, VipManager, VipManagerConfig};
 
 /// Set in the environment of a helper process.
 pub const HELPER_ENV: &str = "FULCRUM_VIP_HELPER";
@@ -68,7 +71,8 @@ fn try_ip(args: &[&str]) -> Result<String, String> {
 }
 
 /// Namespaces of one test: a switch (bridge `br0`) and hosts with `eth0` on it, in a /24
-/// of their own. Dropping it deletes them.
+/// and a /64 (`fd00:77:<n>::/64`) of their own, IPv6 duplicate address detection off.
+/// Dropping it deletes them.
 pub struct Lab {
     prefix: String,
     switch: String,
@@ -109,14 +113,20 @@ impl Lab {
         Some(lab)
     }
 
-    /// Adds host `role` with `eth0` (MAC `mac`, address `<subnet>.<host>/24`) on the bridge.
+    /// Adds host `role` with `eth0` (MAC `mac`, addresses `<subnet>.<host>/24` and
+    /// `<subnet6>::<host>/64`) on the bridge.
     pub fn host(&mut self, role: &str, mac: &str, host: u8) -> String {
         let ns = format!("{}{role}", self.prefix);
         ip(&["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
+        // No DAD: addresses (link-local too) are usable at once and nothing is held back.
+        for conf in ["all", "default"] {
+            set_sysctl(&ns, &format!("net/ipv6/conf/{conf}/accept_dad"), "0");
+        }
         let port = format!("p{role}");
         let sw = self.switch.as_str();
         let cidr = format!("{}/24", self.addr(host));
+        let cidr6 = format!("{}/64", self.addr6(host));
         for args in [
             vec![
                 "-n", sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "address",
@@ -126,11 +136,33 @@ impl Lab {
             vec!["-n", sw, "link", "set", &port, "up"],
             vec!["-n", &ns, "link", "set", "lo", "up"],
             vec!["-n", &ns, "addr", "add", &cidr, "dev", "eth0"],
-            vec!["-n", &ns, "link", "set", "eth0", "up"],
         ] {
             ip(&args);
         }
+        set_sysctl(&ns, "net/ipv6/conf/eth0/accept_dad", "0");
+        ip(&["-n", &ns, "addr", "add", &cidr6, "dev", "eth0", "nodad"]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        // IPv6 brings its addresses and prefix route up only once the link has carrier
+        // (a linkwatch event, up to a second later); until then IPv6 is "unreachable".
+        let prefix = format!("{}/64", self.addr6(0));
+        let ready = wait_for(Duration::from_secs(10), || {
+            try_ip(&["-n", &ns, "-6", "route", "show", "dev", "eth0"])
+                .unwrap_or_default()
+                .contains(&prefix)
+        });
+        assert!(ready, "no IPv6 route {prefix} in {ns}");
         ns
+    }
+
+    /// The IPv6 address of host `host` (`fd00:77:<n>::<host>`).
+    pub fn addr6(&self, host: u8) -> Ipv6Addr {
+        let n = u16::from(self.subnet[2]);
+        Ipv6Addr::new(0xfd00, 0x77, n, 0, 0, 0, 0, u16::from(host))
+    }
+
+    /// The IPv6 VIP of the tests (in the hosts' /64, so the client solicits it on-link).
+    pub fn vip6(&self) -> Ipv6Addr {
+        self.addr6(0x50)
     }
 
     fn addr(&self, host: u8) -> Ipv4Addr {
@@ -154,7 +186,8 @@ impl Lab {
     }
 
     /// Whether `addr` is an address of `lo` in `ns`.
-    pub fn lo_has(&self, ns: &str, addr: Ipv4Addr) -> bool {
+    pub fn lo_has(&self, ns: &str, addr: impl Into<IpAddr>) -> bool {
+        let addr = addr.into();
         let out = try_ip(&["-n", ns, "-o", "addr", "show", "dev", "lo"]).unwrap_or_default();
         out.contains(&format!(" {addr}/"))
     }
@@ -193,20 +226,35 @@ impl Lab {
     }
 
     /// The link-layer address in `ns`'s neighbour entry for `target` on eth0.
-    pub fn neigh(&self, ns: &str, target: Ipv4Addr) -> Option<String> {
-        let out = try_ip(&[
-            "-n",
-            ns,
-            "neigh",
-            "show",
-            &target.to_string(),
-            "dev",
-            "eth0",
-        ])
-        .ok()?;
+    pub fn neigh(&self, ns: &str, target: impl Into<IpAddr>) -> Option<String> {
+        let out = self.neigh_entry(ns, target);
         let mut words = out.split_whitespace();
         words.find(|w| *w == "lladdr")?;
         words.next().map(str::to_owned)
+    }
+
+    /// `ns`'s neighbour entry for `target` on eth0 as `ip neigh` shows it ("" if none).
+    pub fn neigh_entry(&self, ns: &str, target: impl Into<IpAddr>) -> String {
+        let target = target.into().to_string();
+        try_ip(&["-n", ns, "neigh", "show", &target, "dev", "eth0"])
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    /// Forgets `ns`'s neighbour entry for `target` on eth0.
+    pub fn neigh_flush(&self, ns: &str, target: impl Into<IpAddr>) {
+        let target = target.into().to_string();
+        let _ = try_ip(&["-n", ns, "neigh", "flush", "to", &target, "dev", "eth0"]);
+    }
+
+    /// Whether `ns`'s eth0 is a member of the solicited-node group of `vip`.
+    pub fn joined_solicited_node(&self, ns: &str, vip: Ipv6Addr) -> bool {
+        let group = ndp::solicited_node(vip);
+        try_ip(&["-n", ns, "-6", "maddr", "show", "dev", "eth0"])
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|w| w == group.to_string())
     }
 }
 
@@ -217,6 +265,37 @@ impl Drop for Lab {
             let _ = try_ip(&["netns", "del", ns]);
         }
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // "tid (comm) S ...": the state follows the last ')'.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            == Some("T")
+    })
+}
+
+/// Writes `/proc/sys/<key>` inside `ns`.
+fn set_sysctl(ns: &str, key: &str, value: &str) {
+    let path = format!("/proc/sys/{key}");
+    let status = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sh",
+            "-c",
+            &format!("echo {value} > {path}"),
+        ])
+        .status()
+        .expect("run sh");
+    assert!(status.success(), "set {path} in {ns}");
 }
 
 /// SIGKILLs what still runs in one of our namespaces (helpers of a failed test).
@@ -377,6 +456,15 @@ impl Helper {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal}");
+        if signal == "STOP" {
+            // A stop signal takes effect thread by thread, when the thread the kernel
+            // picked gets to run: wait until every thread is stopped.
+            let pid = self.child.id();
+            assert!(
+                wait_for(Duration::from_secs(10), || all_threads_stopped(pid)),
+                "helper {pid} did not stop"
+            );
+        }
     }
 
     /// kill -9, and reap.
@@ -467,9 +555,11 @@ async fn handle(manager: &VipManager, line: &str) -> String {
         "stats" => {
             let s = manager.stats();
             return format!(
-                "stats garp={} replies={} conflicts={} send_errors={} recv_errors={} local={} held={}",
+                "stats garp={} replies={} na={} answered={} conflicts={} send_errors={} recv_errors={} local={} held={}",
                 s.garp_sent,
                 s.arp_replies_sent,
+                s.na_sent,
+                s.ns_answered,
                 s.conflicts_seen,
                 s.send_errors,
                 s.recv_errors,
@@ -485,6 +575,7 @@ async fn handle(manager: &VipManager, line: &str) -> String {
         }
         "listen" => listen(rest).await,
         "connect" => return connect(rest).await,
+        "solicit" => return solicit(rest).await,
         _ => Err(format!("unknown command {verb:?}")),
     };
     match result {
@@ -536,4 +627,88 @@ async fn connect(addr: &str) -> String {
         Ok(Err(e)) => format!("err {e}"),
         Err(_) => "err timeout".to_owned(),
     }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+fn parse_mac(text: &str) -> Option<MacAddr> {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).ok())
+        .collect::<Option<_>>()?;
+    MacAddr::from_slice(&bytes)
+}
+
+/// Reads `/sys/class/net/eth0/<what>` (`ip netns exec` mounts the namespace's sysfs).
+fn eth0_sys(what: &str) -> String {
+    std::fs::read_to_string(format!("/sys/class/net/eth0/{what}"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// `solicit target source [mac]`: one neighbour solicitation for `target` from `source`
+/// out of eth0, to the target's solicited-node group or (with `mac`) unicast to `mac`
+/// (a reachability probe). Answers `na <tlla> S=<0|1> O=<0|1> R=<0|1>` for the first
+/// advertisement for `target` addressed to `source` within 1 s, or `none`.
+async fn solicit(args: &str) -> String {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let (Some(target), Some(source)) = (words.first(), words.get(1)) else {
+        return "err want target source [mac]".to_owned();
+    };
+    let (Ok(target), Ok(source)) = (target.parse::<Ipv6Addr>(), source.parse::<Ipv6Addr>()) else {
+        return "err bad address".to_owned();
+    };
+    let unicast = match words.get(2) {
+        Some(m) => match parse_mac(m) {
+            Some(mac) => Some(mac),
+            None => return format!("err bad mac {m}"),
+        },
+        None => None,
+    };
+    let (Ok(ifindex), Some(mac)) = (
+        eth0_sys("ifindex").parse::<u32>(),
+        parse_mac(&eth0_sys("address")),
+    ) else {
+        return "err cannot read eth0 from /sys".to_owned();
+    };
+    let socket = match PacketSocket::ndp(ifindex) {
+        Ok(s) => s,
+        Err(e) => return format!("err socket: {e}"),
+    };
+    let ns = NdpFrame::solicit(mac, source, target, unicast);
+    if let Err(e) = socket.send(&ns.to_bytes()) {
+        return format!("err send: {e}");
+    }
+    let mut buf = vec![0u8; 2048];
+    let wait = async {
+        loop {
+            let Ok(n) = socket.recv(&mut buf).await else {
+                return "err recv".to_owned();
+            };
+            let Some(na) = NdpFrame::parse(&buf[..n]) else {
+                continue;
+            };
+            if let NdMessage::Advert {
+                target: t,
+                router,
+                solicited,
+                override_,
+                target_lla,
+            } = na.message
+            {
+                if t == target && na.ip_dst == source && na.eth_dst == mac {
+                    let lla = target_lla.map_or("-".to_owned(), |m| m.to_string());
+                    return format!(
+                        "na {lla} S={} O={} R={}",
+                        u8::from(solicited),
+                        u8::from(override_),
+                        u8::from(router)
+                    );
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), wait)
+        .await
+        .unwrap_or_else(|_| "none".to_owned())
 }

@@ -5,7 +5,9 @@
 //! holder is this test binary re-run as a helper process inside its namespace
 //! (`ip netns exec NS <this test binary> helper_process --exact`), driven by line commands
 //! on stdin, so a test can `kill -9` or SIGSTOP it. The client side uses iputils `arping`,
-//! the kernel's neighbour table (`ip neigh`) and TCP through a helper in `c`.
+//! the kernel's neighbour table (`ip neigh`), TCP through a helper in `c`, and for IPv6
+//! neighbour solicitations sent and answers read by that helper (`solicit`, a packet
+//! socket). The lab's hosts have IPv6 addresses with DAD off.
 //!
 //! Needs root and network namespaces; otherwise every test prints "SKIPPED" and passes.
 
@@ -16,7 +18,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{Helper, Lab, MAC_A, MAC_B};
+use harness::{Helper, Lab, MAC_A, MAC_B, MAC_C};
 
 /// Local, not held: the kernel stays quiet (arp_ignore); held: we answer with our MAC and
 /// carry TCP; released: silence again. The sysctls are set; stats count what was sent.
@@ -219,6 +221,212 @@ fn addresses_on_lo_are_managed_and_cleaned_up() {
     a2.shutdown();
     assert!(!lab.lo_has(&a_ns, vip2), "shutdown removes what it added");
     assert!(lab.lo_has(&a_ns, operator), "operator's address kept");
+}
+
+/// IPv6: local, not held: neither the kernel nor the process answers a neighbour
+/// solicitation (multicast or unicast) for the VIP on lo, and the client's kernel cannot
+/// resolve it. Held (next to an IPv4 VIP): solicited NA with S and O and a's MAC, to both
+/// kinds of NS; the client's kernel resolves it and TCP reaches a's listener; a joined
+/// the solicited-node group; a burst of unsolicited NAs went out. Releasing the IPv6 VIP
+/// silences it at once while the IPv4 VIP keeps being answered.
+#[test]
+fn ipv6_hold_answers_ns_and_carries_tcp_release_goes_silent() {
+    let Some(mut lab) = Lab::new("hold6") else {
+        return;
+    };
+    let a_ns = lab.host("a", MAC_A, 1);
+    let c_ns = lab.host("c", MAC_C, 100);
+    let vip = lab.vip6();
+    let vip4 = lab.vip();
+    let client = lab.addr6(100);
+    let mut a = Helper::spawn(&a_ns, &[]);
+    let mut c = Helper::spawn(&c_ns, &[]);
+    let multicast_ns = format!("solicit {vip} {client}");
+    let unicast_ns = format!("solicit {vip} {client} {MAC_A}");
+    let answer_a = format!("na {MAC_A} S=1 O=1 R=0");
+
+    a.ok(&format!("local {vip}@eth0 {vip4}@eth0"));
+    assert!(lab.lo_has(&a_ns, vip), "IPv6 VIP is on lo of a");
+    a.ok(&format!("listen [{vip}]:8080 hello6-from-a"));
+    assert_eq!(c.cmd(&multicast_ns), "none", "local, not held: no NA");
+    assert_eq!(
+        c.cmd(&unicast_ns),
+        "none",
+        "local, not held: no NA to a probe"
+    );
+    let refused = c.cmd(&format!("connect [{vip}]:8080"));
+    assert!(
+        refused.starts_with("err"),
+        "the client's kernel cannot resolve the VIP: {refused}"
+    );
+    assert_eq!(
+        lab.neigh(&c_ns, vip),
+        None,
+        "{}",
+        lab.neigh_entry(&c_ns, vip)
+    );
+    assert!(!lab.joined_solicited_node(&a_ns, vip));
+    lab.neigh_flush(&c_ns, vip);
+
+    a.ok(&format!("held {vip}@eth0 {vip4}@eth0"));
+    assert!(
+        harness::wait_for(Duration::from_secs(10), || lab
+            .joined_solicited_node(&a_ns, vip)),
+        "a joins the VIP's solicited-node group on eth0"
+    );
+    assert_eq!(c.cmd(&multicast_ns), answer_a, "held: solicited NA");
+    assert_eq!(
+        c.cmd(&unicast_ns),
+        answer_a,
+        "held: reachability probe answered"
+    );
+    assert_eq!(c.cmd(&format!("connect [{vip}]:8080")), "got hello6-from-a");
+    assert_eq!(lab.neigh(&c_ns, vip).as_deref(), Some(MAC_A));
+    assert!(lab.wait_arping(&c_ns, vip4, MAC_A), "the IPv4 VIP too");
+
+    assert!(
+        harness::wait_for(Duration::from_secs(10), || a.stats()["na"] >= 3),
+        "burst of 3 unsolicited NAs"
+    );
+    let stats = a.stats();
+    assert!(stats["answered"] >= 2, "{stats:?}");
+    assert!(stats["garp"] >= 6, "{stats:?}");
+    assert_eq!(stats["held"], 2);
+    assert_eq!(stats["local"], 2);
+    assert_eq!(stats["conflicts"], 0);
+    assert_eq!(stats["send_errors"], 0);
+
+    a.ok(&format!("held {vip4}@eth0"));
+    assert_eq!(c.cmd(&multicast_ns), "none", "released: no NA");
+    assert_eq!(c.cmd(&unicast_ns), "none", "released: no NA to a probe");
+    assert!(!lab.joined_solicited_node(&a_ns, vip), "group left");
+    assert!(lab.wait_arping(&c_ns, vip4, MAC_A), "IPv4 VIP still held");
+    a.ok("held");
+    assert_eq!(a.stats()["held"], 0);
+}
+
+/// IPv6: moving the VIP from a to b: b's unsolicited NA switches the client's neighbour
+/// entry to b's MAC without any traffic from the client, and new connections reach b.
+#[test]
+fn ipv6_moving_vip_switches_client_neighbour_entry() {
+    let Some(mut lab) = Lab::new("move6") else {
+        return;
+    };
+    let a_ns = lab.host("a", MAC_A, 1);
+    let b_ns = lab.host("b", MAC_B, 2);
+    let c_ns = lab.host("c", MAC_C, 100);
+    let vip = lab.vip6();
+    let client = lab.addr6(100);
+    let mut a = Helper::spawn(&a_ns, &[]);
+    let mut b = Helper::spawn(&b_ns, &[]);
+    let mut c = Helper::spawn(&c_ns, &[]);
+    for (h, name) in [(&mut a, "a"), (&mut b, "b")] {
+        h.ok(&format!("local {vip}@eth0"));
+        h.ok(&format!("listen [{vip}]:8080 from-{name}"));
+    }
+
+    a.ok(&format!("held {vip}@eth0"));
+    assert_eq!(c.cmd(&format!("connect [{vip}]:8080")), "got from-a");
+    assert_eq!(lab.neigh(&c_ns, vip).as_deref(), Some(MAC_A));
+
+    a.ok("held");
+    b.ok(&format!("held {vip}@eth0"));
+    assert!(
+        harness::wait_for(Duration::from_secs(10), || {
+            lab.neigh(&c_ns, vip).as_deref() == Some(MAC_B)
+        }),
+        "client's neighbour entry moves to b after b's unsolicited NA: {}",
+        lab.neigh_entry(&c_ns, vip)
+    );
+    assert_eq!(c.cmd(&format!("connect [{vip}]:8080")), "got from-b");
+    assert_eq!(
+        c.cmd(&format!("solicit {vip} {client}")),
+        format!("na {MAC_B} S=1 O=1 R=0")
+    );
+    assert!(b.stats()["na"] >= 1);
+    assert_eq!(a.stats()["conflicts"], 0);
+    assert_eq!(b.stats()["conflicts"], 0);
+}
+
+/// IPv6: two holders at once are seen: each counts the other's advertisements and
+/// re-announces at once (rate-limited), not at the next refresh.
+#[test]
+fn ipv6_conflicting_advert_is_seen_and_reannounced() {
+    let Some(mut lab) = Lab::new("conflict6") else {
+        return;
+    };
+    let a_ns = lab.host("a", MAC_A, 1);
+    let b_ns = lab.host("b", MAC_B, 2);
+    let vip = lab.vip6();
+    let mut a = Helper::spawn(&a_ns, &[]);
+    let mut b = Helper::spawn(&b_ns, &[]);
+    a.ok(&format!("local {vip}@eth0"));
+    b.ok(&format!("local {vip}@eth0"));
+    a.ok(&format!("held {vip}@eth0"));
+    assert!(harness::wait_for(Duration::from_secs(10), || a.stats()
+        ["na"]
+        >= 3));
+    let na_before = a.stats()["na"];
+    b.ok(&format!("held {vip}@eth0"));
+    assert!(
+        harness::wait_for(Duration::from_secs(10), || a.stats()["conflicts"] >= 1),
+        "a sees b's advertisement"
+    );
+    assert!(
+        harness::wait_for(Duration::from_secs(10), || a.stats()["na"] > na_before),
+        "a re-announces at once, not at the next refresh (20 s away)"
+    );
+    assert_eq!(a.last_conflict_mac(), Some(MAC_B.to_owned()));
+    b.ok("held");
+}
+
+/// IPv6: kill -9 of the holder: the VIP stays on lo, but nobody answers NS for it any
+/// more and the group membership is gone. SIGSTOP: silent while stopped, answering again
+/// after SIGCONT.
+#[test]
+fn ipv6_killed_or_stopped_holder_goes_silent() {
+    let Some(mut lab) = Lab::new("kill6") else {
+        return;
+    };
+    let a_ns = lab.host("a", MAC_A, 1);
+    let c_ns = lab.host("c", MAC_C, 100);
+    let vip = lab.vip6();
+    let client = lab.addr6(100);
+    let mut a = Helper::spawn(&a_ns, &[]);
+    let mut c = Helper::spawn(&c_ns, &[]);
+    let solicit = format!("solicit {vip} {client}");
+    let answer_a = format!("na {MAC_A} S=1 O=1 R=0");
+    a.ok(&format!("local {vip}@eth0"));
+    a.ok(&format!("listen [{vip}]:8080 from-a"));
+    a.ok(&format!("held {vip}@eth0"));
+    assert_eq!(c.cmd(&solicit), answer_a);
+
+    a.signal("STOP");
+    assert_eq!(c.cmd(&solicit), "none", "stopped: nobody answers");
+    a.signal("CONT");
+    assert!(
+        harness::wait_for(Duration::from_secs(10), || c.cmd(&solicit) == answer_a),
+        "continued: answers again"
+    );
+
+    a.kill();
+    assert!(lab.lo_has(&a_ns, vip), "the address outlives the process");
+    assert_eq!(c.cmd(&solicit), "none", "killed: nobody answers");
+    assert_eq!(
+        c.cmd(&format!("solicit {vip} {client} {MAC_A}")),
+        "none",
+        "killed: a probe is not answered either"
+    );
+    assert!(
+        !lab.joined_solicited_node(&a_ns, vip),
+        "the kernel left the group with the socket"
+    );
+    lab.neigh_flush(&c_ns, vip);
+    let refused = c.cmd(&format!("connect [{vip}]:8080"));
+    assert!(
+        refused.starts_with("err"),
+        "the client's kernel cannot resolve the VIP: {refused}"
+    );
 }
 
 /// The helper process: does nothing unless started by a test with FULCRUM_VIP_HELPER set.
