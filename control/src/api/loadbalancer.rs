@@ -101,6 +101,16 @@ impl<S: Store> Api<S> {
                 )));
             }
         }
+        if !c.additional_vips.is_empty() {
+            return Err(Status::invalid_argument(
+                "additional_vips: Fulcrum load balancers have one VIP",
+            ));
+        }
+        if !c.vip_sg_ids.is_empty() {
+            return Err(Status::invalid_argument(
+                "vip_sg_ids: security groups are not supported; use listeners' allowed_cidrs",
+            ));
+        }
         Ok(())
     }
 
@@ -121,6 +131,7 @@ impl<S: Store> Api<S> {
             vip_network_id: c.vip_network_id.clone(),
             vip_qos_policy_id: c.vip_qos_policy_id.clone(),
             provider: defaults::PROVIDER.into(),
+            vip_vnic_type: "normal".into(),
             tags: c.tags.clone(),
             ..Default::default()
         };

@@ -38,6 +38,11 @@ impl<S: Store> MemberService for Api<S> {
             .member
             .clone()
             .ok_or_else(|| Status::invalid_argument("member: is required"))?;
+        if c.request_sriov {
+            return Err(Status::invalid_argument(
+                "request_sriov: Fulcrum has no SR-IOV member ports",
+            ));
+        }
         let (caller, pool) = self
             .parent_for_create::<Pool, _>(&request, "pool_id", &c.pool_id)
             .await?;

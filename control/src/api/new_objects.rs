@@ -118,6 +118,7 @@ pub(crate) fn member(c: &MemberCreate, pool_id: &str, project: &str) -> Member {
         monitor_address: c.monitor_address.clone(),
         monitor_port: c.monitor_port,
         tags: c.tags.clone(),
+        vnic_type: "normal".into(),
         ..Default::default()
     }
 }

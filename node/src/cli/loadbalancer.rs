@@ -429,6 +429,7 @@ pub async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
         tags: a.tags.for_create(),
         listeners: vec![],
         pools: vec![],
+        ..Default::default()
     };
     let req = CreateLoadBalancerRequest {
         loadbalancer: Some(create),

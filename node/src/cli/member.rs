@@ -380,6 +380,7 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
         monitor_port: o.monitor_port,
         tags: o.tags.for_create(),
         project_id: String::new(),
+        ..Default::default()
     };
     let req = CreateMemberRequest {
         member: Some(create),
