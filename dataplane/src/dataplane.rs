@@ -80,6 +80,8 @@ struct State {
     pools: HashMap<String, Arc<PoolRuntime>>,
     members: HashMap<String, Arc<MemberState>>,
     shut_down: bool,
+    /// Counters of the listeners stopped at shutdown, whose connections are draining.
+    draining: Vec<Arc<ListenerShared>>,
 }
 
 struct Inner {
@@ -149,8 +151,11 @@ impl Dataplane {
             if let Some(inner) = weak.upgrade() {
                 let mut state = inner.state();
                 state.shut_down = true;
-                for (_, l) in state.listeners.drain() {
+                let stopped: Vec<ListenerHandle> =
+                    state.listeners.drain().map(|(_, l)| l).collect();
+                for l in stopped {
                     let _ = l.stop.send(true);
+                    state.draining.push(l.shared.clone());
                 }
                 for (_, p) in state.pools.drain() {
                     p.stop_monitor();
@@ -367,6 +372,26 @@ impl Dataplane {
             .iter()
             .map(|(id, l)| (id.clone(), l.shared.stats.snapshot()))
             .collect()
+    }
+
+    /// After shutdown: waits until the connections of every listener have ended, or
+    /// `timeout` has passed; returns how many were still open.
+    pub async fn drained(&self, timeout: std::time::Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let open: u64 = {
+                let state = self.inner.state();
+                let shared = state
+                    .draining
+                    .iter()
+                    .chain(state.listeners.values().map(|l| &l.shared));
+                shared.map(|s| s.stats.snapshot().active_connections).sum()
+            };
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Operating status of every member of every pool in use.

@@ -29,6 +29,37 @@ use crate::reconcile;
 use crate::replica::{ModelApp, RaftStore};
 use crate::vip::{VipManager, VipManagerConfig};
 
+/// How long a stopping node lets established connections finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks the cluster to place this node's VIPs elsewhere (bounded: a node that lost its
+/// quorum cannot, and its lease runs out anyway).
+async fn release_vips(raft: &RaftNode<ModelApp>) {
+    let me = raft.node_id().to_string();
+    let owners: std::collections::HashMap<String, u64> = raft.read_local(|app| {
+        app.state
+            .vip_owners()
+            .get(&me)
+            .map(|ids| ids.iter().map(|id| (id.clone(), 0)).collect())
+            .unwrap_or_default()
+    });
+    if owners.is_empty() {
+        return;
+    }
+    let command = fulcrum_proto::internal::Command {
+        request_id: String::new(),
+        now: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        op: Some(fulcrum_proto::internal::command::Op::VipAssignments(
+            fulcrum_proto::internal::VipAssignments { owners },
+        )),
+    };
+    let write = raft.write(prost::Message::encode_to_vec(&command));
+    match tokio::time::timeout(Duration::from_secs(2), write).await {
+        Ok(Ok(_)) => tracing::info!("VIPs handed over"),
+        _ => tracing::warn!("could not hand VIPs over; they move when this node's lease runs out"),
+    }
+}
+
 /// Holds VIPs by logging only (until the host VIP manager is wired in).
 struct LoggingHolder;
 
@@ -114,9 +145,12 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
     );
     // VIPs announced on an interface need the host machinery (CAP_NET_ADMIN, CAP_NET_RAW);
     // loopback-only clusters (dev, tests) hold VIPs by bookkeeping alone.
+    let vip_stop = watch::channel(false).0;
     let vip_manager = if config.vip_subnets.iter().any(|s| !s.interface.is_empty()) {
         Some(
-            VipManager::start(VipManagerConfig::default(), stop(shutdown.clone()))
+            // Stopped only after the data plane drained: removing the addresses earlier would
+            // cut established connections.
+            VipManager::start(VipManagerConfig::default(), stop(vip_stop.subscribe()))
                 .await
                 .context("cannot start the VIP manager (needs CAP_NET_ADMIN and CAP_NET_RAW)")?,
         )
@@ -214,6 +248,14 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
     for task in loops {
         let _ = task.await;
     }
+    // Graceful stop: hand this node's VIPs to the others, then let established
+    // connections finish (bounded), then remove the addresses and leave the cluster.
+    release_vips(&raft).await;
+    let open = dataplane.drained(DRAIN_TIMEOUT).await;
+    if open > 0 {
+        tracing::warn!(open, "connections still open after the drain timeout");
+    }
+    let _ = vip_stop.send(true);
     if let Some(vm) = &vip_manager {
         vm.stopped().await;
     }

@@ -569,3 +569,118 @@ async fn listeners_that_cannot_be_served_are_error_with_a_reason() {
         "{l}"
     );
 }
+
+/// SIGTERM: the node stops accepting, lets an in-flight request finish, and exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Dev::start(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dev.try_cli(&["loadbalancer", "list"]).is_err() {
+        assert!(Instant::now() < deadline, "API never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A backend that takes a while to answer.
+    let slow = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_port = slow.local_addr().unwrap().port().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = slow.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nslow\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    dev.cli(&[
+        "loadbalancer",
+        "create",
+        "--vip-address",
+        "127.0.10.201",
+        "--name",
+        "drain",
+        "--wait",
+    ]);
+    let port = free_port().to_string();
+    dev.cli(&[
+        "loadbalancer",
+        "listener",
+        "create",
+        "--name",
+        "d",
+        "--protocol",
+        "TCP",
+        "--protocol-port",
+        &port,
+        "drain",
+    ]);
+    dev.cli(&[
+        "loadbalancer",
+        "pool",
+        "create",
+        "--name",
+        "dp",
+        "--listener",
+        "d",
+        "--protocol",
+        "TCP",
+        "--lb-algorithm",
+        "ROUND_ROBIN",
+    ]);
+    dev.cli(&[
+        "loadbalancer",
+        "member",
+        "create",
+        "--address",
+        "127.0.0.1",
+        "--protocol-port",
+        &slow_port,
+        "dp",
+    ]);
+    dev.wait_active("drain");
+    let addr = format!("127.0.10.201:{port}");
+    let request = tokio::spawn({
+        let addr = addr.clone();
+        async move {
+            let mut s = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<String, String>(out)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = dev.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // New connections are refused soon after SIGTERM...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(&addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...while the request in flight completes.
+    let answer = request.await.unwrap().expect("in-flight request");
+    assert!(answer.ends_with("slow\n"), "{answer:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = dev.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "node did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
