@@ -4,7 +4,9 @@
 //! client namespace, sees every ARP frame on the client's link: its own requests, the
 //! replies, and gratuitous ARP from VIP takeovers. [`ArpObserver::macs_for`] tells which
 //! MACs claimed an address; two MACs claiming one VIP in overlapping windows is a split brain
-//! (invariant 3). No `unsafe`: socket2 wraps the socket calls.
+//! (invariant 3). [`ArpRequester`] asks for addresses (broadcast ARP requests) at a fixed
+//! pace, so that whoever answers for a VIP shows up every round. No `unsafe`: socket2 and
+//! nix wrap the socket calls.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -14,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{LinkAddr, MsgFlags, SockFlag, SockType};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::netns::enter_netns;
@@ -163,6 +168,166 @@ impl Drop for ArpObserver {
     }
 }
 
+/// Sends a broadcast ARP request for each of a set of addresses every `interval`, from one
+/// interface of a namespace, and records when each went out (the rounds of
+/// [`ArpRequester::rounds`]). Replies go to this namespace only: run it in a namespace whose
+/// neighbour cache does not matter (the lab's watcher), next to an [`ArpObserver`].
+pub struct ArpRequester {
+    targets: Arc<Mutex<Vec<Ipv4Addr>>>,
+    sent: Arc<Mutex<Vec<(Ipv4Addr, Instant)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ArpRequester {
+    /// Starts asking, from `interface` of `netns` with sender address `sender_ip`, for every
+    /// address of [`ArpRequester::set_targets`] every `interval`.
+    pub fn start(
+        netns: &str,
+        interface: &str,
+        sender_ip: Ipv4Addr,
+        interval: Duration,
+    ) -> Result<ArpRequester, String> {
+        let targets: Arc<Mutex<Vec<Ipv4Addr>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<(Ipv4Addr, Instant)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (tg, sn, st, ns, ifname) = (
+            targets.clone(),
+            sent.clone(),
+            stop.clone(),
+            netns.to_string(),
+            interface.to_string(),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("arpreq-{netns}"))
+            .spawn(move || {
+                let opened = enter_netns(&ns)
+                    .map_err(|e| format!("setns into {ns}: {e}"))
+                    .and_then(|()| open_sender(&ifname));
+                let (socket, mac) = match opened {
+                    Ok(s) => {
+                        let _ = ready_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let mut next = Instant::now();
+                while !st.load(Ordering::Relaxed) {
+                    let now_targets = tg.lock().expect("arp targets").clone();
+                    for target in now_targets {
+                        let frame = arp_request(mac, sender_ip, target);
+                        let at = Instant::now();
+                        if nix::sys::socket::send(socket.as_raw_fd(), &frame, MsgFlags::empty())
+                            .is_ok()
+                        {
+                            sn.lock().expect("arp sent").push((target, at));
+                        }
+                    }
+                    next += interval;
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now;
+                    }
+                }
+            })
+            .map_err(|e| format!("spawn ARP requester thread: {e}"))?;
+        ready_rx
+            .recv()
+            .map_err(|_| "ARP requester thread died before it was ready".to_string())??;
+        Ok(ArpRequester {
+            targets,
+            sent,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Replaces the addresses asked for.
+    pub fn set_targets(&self, targets: &[Ipv4Addr]) {
+        *self.targets.lock().expect("arp targets") = targets.to_vec();
+    }
+
+    /// Adds an address to ask for.
+    pub fn add_target(&self, target: Ipv4Addr) {
+        let mut t = self.targets.lock().expect("arp targets");
+        if !t.contains(&target) {
+            t.push(target);
+        }
+    }
+
+    /// When each request for `target` went out, in order.
+    pub fn rounds(&self, target: Ipv4Addr) -> Vec<Instant> {
+        self.sent
+            .lock()
+            .expect("arp sent")
+            .iter()
+            .filter(|(t, _)| *t == target)
+            .map(|(_, at)| *at)
+            .collect()
+    }
+}
+
+impl Drop for ArpRequester {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A packet socket bound to `interface` (protocol 0: it receives nothing) and the
+/// interface's MAC. The interface's `sockaddr_ll` comes from getifaddrs, so no address
+/// structure is built by hand.
+fn open_sender(interface: &str) -> Result<(std::os::fd::OwnedFd, [u8; 6]), String> {
+    let link: LinkAddr = nix::ifaddrs::getifaddrs()
+        .map_err(|e| format!("getifaddrs: {e}"))?
+        .filter(|a| a.interface_name == interface)
+        .find_map(|a| a.address.and_then(|s| s.as_link_addr().copied()))
+        .ok_or_else(|| format!("no link-layer address for {interface}"))?;
+    let mac = link
+        .addr()
+        .ok_or_else(|| format!("{interface} has no MAC address"))?;
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Packet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("packet socket: {e} (needs CAP_NET_RAW)"))?;
+    nix::sys::socket::bind(socket.as_raw_fd(), &link)
+        .map_err(|e| format!("bind packet socket to {interface}: {e}"))?;
+    Ok((socket, mac))
+}
+
+/// A broadcast ARP request "who has `target`? tell `sender_ip`" from `mac`.
+pub fn arp_request(mac: [u8; 6], sender_ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ETH_P_ARP.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&sender_ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
+}
+
+/// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +349,22 @@ mod tests {
         f[12] = 8;
         f[13] = 0;
         assert!(parse_arp(&f, Instant::now()).is_none());
+    }
+
+    #[test]
+    fn builds_a_request_it_can_parse() {
+        let mac = [2, 0, 0, 0, 0, 0x2a];
+        let f = arp_request(
+            mac,
+            Ipv4Addr::new(10, 77, 1, 101),
+            Ipv4Addr::new(10, 77, 1, 200),
+        );
+        assert_eq!(f.len(), 42);
+        let e = parse_arp(&f, Instant::now()).unwrap();
+        assert_eq!(e.op, 1);
+        assert_eq!(e.sender_mac, mac_string(mac));
+        assert_eq!(e.sender_ip, Ipv4Addr::new(10, 77, 1, 101));
+        assert_eq!(e.target_ip, Ipv4Addr::new(10, 77, 1, 200));
+        assert!(!e.is_claim());
     }
 }

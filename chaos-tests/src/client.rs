@@ -111,3 +111,58 @@ pub async fn list_all_lbs(addr: SocketAddr, timeout: Duration) -> Result<Vec<LbS
         marker = page.next_marker;
     }
 }
+
+fn status_text(e: &tonic::Status) -> String {
+    format!("{}: {}", e.code(), e.message())
+}
+
+/// Creates a load balancer (a whole tree if `lb` has listeners and pools); returns it as
+/// acknowledged.
+pub async fn create_lb_tree(
+    addr: SocketAddr,
+    lb: LoadBalancerCreate,
+    timeout: Duration,
+) -> Result<LoadBalancer, String> {
+    let mut client = lbs(addr, timeout);
+    let call = client.create_load_balancer(CreateLoadBalancerRequest {
+        loadbalancer: Some(lb),
+    });
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(e)) => Err(status_text(&e)),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// `GetLoadBalancer` (a linearizable read).
+pub async fn get_lb(addr: SocketAddr, id: &str, timeout: Duration) -> Result<LoadBalancer, String> {
+    let mut client = lbs(addr, timeout);
+    let call = client.get_load_balancer(GetLoadBalancerRequest {
+        loadbalancer_id: id.to_string(),
+    });
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(e)) => Err(status_text(&e)),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// `FailoverLoadBalancer` (admin): moves the VIP to another node.
+pub async fn failover_lb(
+    addr: SocketAddr,
+    id: &str,
+    timeout: Duration,
+) -> Result<LoadBalancer, String> {
+    let mut client = lbs(addr, timeout);
+    let call = client.failover_load_balancer(FailoverLoadBalancerRequest {
+        loadbalancer_id: id.to_string(),
+    });
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(r)) => r
+            .into_inner()
+            .loadbalancer
+            .ok_or_else(|| "failover answered no load balancer".to_string()),
+        Ok(Err(e)) => Err(status_text(&e)),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}

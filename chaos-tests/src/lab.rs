@@ -32,6 +32,8 @@ const STATUS_TIMEOUT: Duration = Duration::from_millis(400);
 const RULE_PREF_BASE: u32 = 100;
 /// Where the local table's lookup rule goes so that partition rules can come before it.
 const LOCAL_RULE_PREF: u32 = 1000;
+/// Host number of the watcher namespace on the lab subnet.
+const WATCHER_HOST: u8 = 101;
 
 /// Why a lab could not be built.
 #[derive(Debug)]
@@ -59,7 +61,7 @@ pub struct LabConfig {
     /// Raft timings in milliseconds (heartbeat, election timeout min, max); `None` leaves the
     /// node's defaults (no `[raft]` section in the config).
     pub raft_ms: Option<(u64, u64, u64)>,
-    /// `FULCRUM_LOG` of the nodes.
+    /// `FULCRUM_LOG` of the nodes (default: `$FULCRUM_CHAOS_LOG`, else `info,openraft=warn`).
     pub log_filter: String,
 }
 
@@ -68,7 +70,8 @@ impl Default for LabConfig {
         LabConfig {
             nodes: 3,
             raft_ms: None,
-            log_filter: "info,openraft=warn".into(),
+            log_filter: std::env::var("FULCRUM_CHAOS_LOG")
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         }
     }
 }
@@ -111,6 +114,7 @@ pub struct Lab {
     prefix: String,
     lab_ns: String,
     client_ns: String,
+    watcher_ns: String,
     namespaces: Vec<String>,
     subnet: [u8; 3],
     dir: Option<tempfile::TempDir>,
@@ -173,6 +177,7 @@ impl Lab {
         let mut lab = Lab {
             lab_ns: format!("{prefix}lab"),
             client_ns: format!("{prefix}c"),
+            watcher_ns: format!("{prefix}w"),
             prefix,
             namespaces: Vec::new(),
             subnet,
@@ -219,6 +224,11 @@ impl Lab {
             ));
         }
         hosts.push((self.client_ns.clone(), "vc".into(), self.addr(100)));
+        hosts.push((
+            self.watcher_ns.clone(),
+            "vw".into(),
+            self.addr(WATCHER_HOST),
+        ));
         for (ns, port, addr) in &hosts {
             self.add_netns(ns)?;
             let cidr = format!("{addr}/24");
@@ -374,6 +384,18 @@ interface = "eth0"
     /// The client namespace's name.
     pub fn client_netns(&self) -> &str {
         &self.client_ns
+    }
+
+    /// The watcher namespace's name: a second host on the bridge (`10.77.K.101`, `eth0`)
+    /// that runs nothing by itself. ARP probes sent from there leave the client's neighbour
+    /// cache alone, so the client sees a VIP move only through the nodes' announcements.
+    pub fn watcher_netns(&self) -> &str {
+        &self.watcher_ns
+    }
+
+    /// The watcher namespace's address.
+    pub fn watcher_ip(&self) -> Ipv4Addr {
+        self.addr(WATCHER_HOST)
     }
 
     /// The MAC address of a node's `eth0`.
@@ -886,7 +908,13 @@ interface = "eth0"
                 n.log.display()
             ));
             for l in tail {
-                say(l);
+                // Some lines (e.g. a leader's placement of hundreds of VIPs) are huge.
+                if l.len() > 400 {
+                    let cut: String = l.chars().take(400).collect();
+                    say(&format!("{cut} ... ({} bytes)", l.len()));
+                } else {
+                    say(l);
+                }
             }
         }
     }
@@ -1029,7 +1057,7 @@ fn cleanup_stale_labs() {
     }
 }
 
-/// The pid in a lab namespace name: `fc<pid>(_<seq>)?(lab|c|n<digits>)`.
+/// The pid in a lab namespace name: `fc<pid>(_<seq>)?(lab|c|w|n<digits>)`.
 fn lab_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix("fc")?;
     let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -1044,6 +1072,7 @@ fn lab_pid(name: &str) -> Option<u32> {
     }
     let ok = tail == "lab"
         || tail == "c"
+        || tail == "w"
         || tail
             .strip_prefix('n')
             .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
@@ -1059,6 +1088,7 @@ mod tests {
         assert_eq!(lab_pid("fc123lab"), Some(123));
         assert_eq!(lab_pid("fc123n2"), Some(123));
         assert_eq!(lab_pid("fc123_4c"), Some(123));
+        assert_eq!(lab_pid("fc123w"), Some(123));
         assert_eq!(lab_pid("fc123_4n10"), Some(123));
         assert_eq!(lab_pid("fc123x"), None);
         assert_eq!(lab_pid("fcxlab"), None);

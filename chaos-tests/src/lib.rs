@@ -26,13 +26,17 @@
 
 pub mod arp;
 pub mod client;
+pub mod failover;
+pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod stats;
 pub mod vip;
 pub mod workload;
 
-pub use arp::{ArpEvent, ArpObserver};
+pub use arp::{ArpEvent, ArpObserver, ArpRequester};
+pub use failover::{ArpWatch, VipLb};
+pub use http::{Attempt, Backends, HttpProbe};
 pub use lab::{say, Lab, LabConfig, LabError, NodeId, ProcState};
 pub use stats::Summary;
 pub use vip::{Outage, VipProbe};

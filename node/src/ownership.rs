@@ -42,13 +42,13 @@ impl OwnershipTimings {
     /// Timings derived from the Raft heartbeat interval: a lease of four heartbeats (shorter
     /// than the election timeout, so a deposed leader's lease has run out before a new leader
     /// is elected), nodes count as gone one heartbeat after their lease, a taken-over VIP is
-    /// held one heartbeat after the move (the previous owner applies the same move with the
+    /// held two heartbeats after the move (the previous owner applies the same move with the
     /// next heartbeat if it still hears the leader).
     pub fn from_heartbeat(heartbeat: Duration) -> Self {
         Self {
             lease: heartbeat * 4,
             dead_after: heartbeat * 5,
-            handover: heartbeat,
+            handover: heartbeat * 2,
             tick: heartbeat / 2,
         }
     }
@@ -221,13 +221,25 @@ pub fn plan(mut load: BTreeMap<u64, usize>, to_place: &[Placement]) -> HashMap<S
 /// (SIGCONT, healed link, restart) never acts on a placement made while it was away.
 pub fn lease_valid(status: &ClusterStatus, lease: Duration) -> bool {
     let single_voter = status.voters.len() == 1 && status.voters.contains_key(&status.node_id);
-    let caught_up = status.last_applied >= status.resync_commit.unwrap_or(0);
+    let caught_up =
+        status.resync_settled && status.last_applied >= status.resync_commit.unwrap_or(0);
     match status.role {
         Role::Leader if single_voter => true,
         Role::Leader | Role::Follower | Role::Learner => {
             caught_up && status.leader_contact_age.is_some_and(|age| age < lease)
         }
         Role::Candidate | Role::Shutdown => false,
+    }
+}
+
+/// When the lease runs out if nothing renews it: the last contact plus the lease.
+fn lease_deadline(status: &ClusterStatus, valid: bool, lease: Duration) -> Instant {
+    let now = Instant::now();
+    match (valid, status.leader_contact_age) {
+        (true, Some(age)) => now + lease.saturating_sub(age),
+        // A single voter is its own quorum: it renews every pass.
+        (true, None) => now + lease,
+        (false, _) => now,
     }
 }
 
@@ -282,6 +294,9 @@ pub trait VipHolder: Send + Sync + 'static {
     fn set_local(&self, vips: &BTreeSet<HeldVip>) -> impl std::future::Future<Output = ()> + Send;
     /// The VIPs this node answers for now.
     fn set_held(&self, vips: &BTreeSet<HeldVip>) -> impl std::future::Future<Output = ()> + Send;
+    /// Answers stop at `until` unless renewed (so a node that froze cannot answer on a stale
+    /// view before its holding loop runs again).
+    fn renew_lease(&self, _until: Instant) {}
 }
 
 /// The host's VIP machinery: addresses on `lo`, ARP answers and gratuitous ARP.
@@ -303,6 +318,9 @@ impl VipHolder for crate::vip::VipManager {
         if let Err(e) = crate::vip::VipManager::set_held(self, &vips).await {
             tracing::error!(error = %e, "cannot hold VIPs");
         }
+    }
+    fn renew_lease(&self, until: Instant) {
+        crate::vip::VipManager::renew_lease(self, until);
     }
 }
 
@@ -340,6 +358,7 @@ pub async fn hold<H: VipHolder>(
             tracing::info!(node_id = me, lease, "VIP lease changed");
             lease_was_valid = lease;
         }
+        holder.renew_lease(lease_deadline(&status, lease, timings.lease));
         if raft.read_local(|app| announced_vips.refresh(app, &subnets)) {
             // Every announced VIP stays local (on lo) on every node.
             let local: BTreeSet<HeldVip> = announced_vips
@@ -494,6 +513,7 @@ mod tests {
             replication: Some(BTreeMap::new()),
             leader_contact_age: Some(Duration::ZERO),
             resync_commit: None,
+            resync_settled: true,
         };
         let dead_after = Duration::from_millis(250);
         // Just elected: nodes not heard from yet get the benefit of the doubt, but not the

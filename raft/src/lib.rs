@@ -189,4 +189,8 @@ pub struct ClusterStatus {
     /// restart). Until `last_applied` reaches it, the node's state may predate decisions
     /// taken while it was away (VIP fencing waits for it). `None` on the leader.
     pub resync_commit: Option<u64>,
+    /// On a follower or learner: contact has been continuous for two heartbeats since the
+    /// last gap (RPCs queued during a gap arrive first and carry stale commit indexes).
+    /// Always `true` on the leader.
+    pub resync_settled: bool,
 }

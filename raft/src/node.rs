@@ -50,6 +50,8 @@ pub(crate) type OpenRaft<A> = openraft::Raft<TypeConfig, StateMachineStore<A>>;
 pub(crate) struct LeaderContact {
     pub(crate) received: Instant,
     pub(crate) resync_commit: Option<u64>,
+    /// When contact resumed after the last gap.
+    pub(crate) resync_since: Instant,
 }
 
 /// One member of a Raft cluster replicating an [`App`]. Cheap to clone.
@@ -392,16 +394,18 @@ impl<A: App> RaftNode<A> {
             .leader_contact
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let (leader_contact_age, resync_commit) = if role == Role::Leader {
+        let settle = Duration::from_millis(2 * self.inner.config.heartbeat_ms);
+        let (leader_contact_age, resync_commit, resync_settled) = if role == Role::Leader {
             let age = m
                 .last_quorum_acked
                 .as_ref()
                 .map(|t| openraft::Instant::elapsed(&**t));
-            (age, None)
+            (age, None, true)
         } else {
             (
                 contact.map(|c| c.received.elapsed()),
                 contact.and_then(|c| c.resync_commit),
+                contact.is_some_and(|c| c.resync_since.elapsed() >= settle),
             )
         };
         ClusterStatus {
@@ -421,6 +425,7 @@ impl<A: App> RaftNode<A> {
             replication,
             leader_contact_age,
             resync_commit,
+            resync_settled,
         }
     }
 

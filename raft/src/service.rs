@@ -79,15 +79,25 @@ impl<A: App> RaftPeer for PeerService<A> {
                 .leader_contact
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            // After a gap longer than a VIP lease (a pause, a partition, a restart), the node
-            // must apply what the leader had committed before it acts on its state again.
-            let resync_commit = match *contact {
-                Some(c) if received.saturating_duration_since(c.received) <= gap => c.resync_commit,
-                _ => leader_commit,
+            // After a gap in contact longer than a VIP lease (a pause, a partition, a
+            // restart), the node must apply what the leader had committed before it acts on
+            // its state again. RPCs queued during the gap arrive first, carrying old commit
+            // indexes: keep the highest seen while contact settles (two heartbeats).
+            let settle = Duration::from_millis(2 * self.node.inner.config.heartbeat_ms);
+            let (resync_commit, resync_since) = match *contact {
+                Some(c) if received.saturating_duration_since(c.received) <= gap => {
+                    if received.saturating_duration_since(c.resync_since) <= settle {
+                        (c.resync_commit.max(leader_commit), c.resync_since)
+                    } else {
+                        (c.resync_commit, c.resync_since)
+                    }
+                }
+                _ => (leader_commit, received),
             };
             *contact = Some(LeaderContact {
                 received,
                 resync_commit,
+                resync_since,
             });
         }
         reply(&resp)

@@ -20,6 +20,9 @@
 // Wired in by the ownership layer; until then parts are unused outside the tests.
 
 mod arp;
+mod lease;
+
+use lease::LeaseClock;
 // pub(crate) for the namespace tests' own NS probe (node/tests/vip).
 pub(crate) mod ndp;
 mod netlink;
@@ -191,6 +194,8 @@ struct Inner {
     /// Sizes of `State::local` and `State::held`, readable without the lock.
     local_count: AtomicUsize,
     held_count: AtomicUsize,
+    /// The ownership lease; responders check it before every answer and announcement.
+    lease: Arc<LeaseClock>,
 }
 
 #[derive(Default)]
@@ -220,6 +225,7 @@ impl VipManager {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
                 counters: Arc::default(),
+                lease: Arc::new(LeaseClock::new()),
                 netlink,
                 state: Mutex::new(State::default()),
                 stopped: stopped_rx,
@@ -234,6 +240,14 @@ impl VipManager {
             let _ = stopped_tx.send(true);
         });
         Ok(manager)
+    }
+
+    /// Renews the lease under which held VIPs are answered and announced: past `until`
+    /// nothing is, until renewed again (unlimited until first called).
+    // Called by the ownership layer; the module's own namespace tests drive `set_held` only.
+    #[allow(dead_code)]
+    pub fn renew_lease(&self, until: std::time::Instant) {
+        self.inner.lease.renew(until);
     }
 
     /// Resolves once the manager has shut down and cleaned up.
@@ -420,6 +434,7 @@ impl VipManager {
                 self.inner.netlink.clone(),
                 self.inner.config.clone(),
                 self.inner.counters.clone(),
+                self.inner.lease.clone(),
             )
             .await?;
             state.responders.insert(interface.to_owned(), handle);

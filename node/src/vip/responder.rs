@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 use super::arp::{ArpFrame, MacAddr, OP_REQUEST};
+use super::lease::LeaseClock;
 use super::ndp::{self, NdMessage, NdpFrame};
 use super::netlink::Netlink;
 use super::socket::{Memberships, PacketSocket};
@@ -62,6 +63,7 @@ pub async fn spawn(
     netlink: Netlink,
     config: Arc<VipManagerConfig>,
     counters: Arc<Counters>,
+    lease: Arc<LeaseClock>,
 ) -> Result<ResponderHandle, VipError> {
     let link = netlink.link(interface).await?;
     let mac = link.mac.ok_or_else(|| VipError::NotEthernet {
@@ -75,6 +77,7 @@ pub async fn spawn(
         netlink,
         config,
         counters,
+        lease,
         held: rx,
         ifindex: link.index,
         mac,
@@ -124,6 +127,8 @@ struct Responder {
     config: Arc<VipManagerConfig>,
     counters: Arc<Counters>,
     held: watch::Receiver<BTreeSet<IpAddr>>,
+    /// Past its deadline nothing is answered or announced.
+    lease: Arc<LeaseClock>,
     ifindex: u32,
     mac: MacAddr,
     arp: Option<PacketSocket>,
@@ -240,7 +245,7 @@ impl Responder {
     }
 
     fn is_held(&self, ip: impl Into<IpAddr>) -> bool {
-        self.held.borrow().contains(&ip.into())
+        self.lease.valid() && self.held.borrow().contains(&ip.into())
     }
 
     fn on_arp_frame(&mut self, frame: &[u8]) {
@@ -355,6 +360,9 @@ impl Responder {
     /// with the O flag (Linux takes the new address at once, its entry going STALE, and
     /// confirms it with a unicast NS that this task answers).
     fn announce(&mut self, ip: IpAddr) {
+        if !self.lease.valid() {
+            return;
+        }
         match ip {
             IpAddr::V4(ip) => {
                 let forms: [fn(MacAddr, Ipv4Addr) -> ArpFrame; 2] =
