@@ -232,6 +232,40 @@ pub fn lease_valid(status: &ClusterStatus, lease: Duration) -> bool {
     }
 }
 
+/// A follower's proof that it caught up after its last gap in contact with the leader: a
+/// linearizable read it started itself (the leader's commit index at a moment after the gap,
+/// applied here). RPCs queued during a gap carry stale commit indexes, so contact alone
+/// proves nothing.
+#[derive(Clone, Default)]
+struct Resync {
+    /// The gap count the last successful read covered.
+    synced_gaps: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Resync {
+    fn caught_up(&self, raft: &RaftNode<ModelApp>, status: &ClusterStatus) -> bool {
+        use std::sync::atomic::Ordering;
+        if status.role == Role::Leader {
+            return true;
+        }
+        let gaps = status.contact_gaps;
+        if self.synced_gaps.load(Ordering::Acquire) == gaps {
+            return true;
+        }
+        if !self.running.swap(true, Ordering::AcqRel) {
+            let (raft, this) = (raft.clone(), self.clone());
+            tokio::spawn(async move {
+                if raft.read_linearizable(|_| ()).await.is_ok() {
+                    this.synced_gaps.store(gaps, Ordering::Release);
+                }
+                this.running.store(false, Ordering::Release);
+            });
+        }
+        false
+    }
+}
+
 /// When the lease runs out if nothing renews it: the last contact plus the lease.
 fn lease_deadline(status: &ClusterStatus, valid: bool, lease: Duration) -> Instant {
     let now = Instant::now();
@@ -351,9 +385,10 @@ pub async fn hold<H: VipHolder>(
     let mut owned_since: HashMap<String, Instant> = HashMap::new();
     let mut held = BTreeSet::new();
     let mut lease_was_valid = false;
+    let synced = Resync::default();
     loop {
         let status = raft.status();
-        let lease = lease_valid(&status, timings.lease);
+        let lease = lease_valid(&status, timings.lease) && synced.caught_up(&raft, &status);
         if lease != lease_was_valid {
             tracing::info!(node_id = me, lease, "VIP lease changed");
             lease_was_valid = lease;
@@ -514,6 +549,7 @@ mod tests {
             leader_contact_age: Some(Duration::ZERO),
             resync_commit: None,
             resync_settled: true,
+            contact_gaps: 0,
         };
         let dead_after = Duration::from_millis(250);
         // Just elected: nodes not heard from yet get the benefit of the doubt, but not the

@@ -193,4 +193,8 @@ pub struct ClusterStatus {
     /// last gap (RPCs queued during a gap arrive first and carry stale commit indexes).
     /// Always `true` on the leader.
     pub resync_settled: bool,
+    /// How many gaps in contact with the leader this node has had (0 on the leader's own
+    /// count). After each, a node that acts on its state should first complete a
+    /// linearizable read (a round trip it starts itself) to be sure it caught up.
+    pub contact_gaps: u64,
 }

@@ -52,6 +52,8 @@ pub(crate) struct LeaderContact {
     pub(crate) resync_commit: Option<u64>,
     /// When contact resumed after the last gap.
     pub(crate) resync_since: Instant,
+    /// How many gaps in contact there have been.
+    pub(crate) gaps: u64,
 }
 
 /// One member of a Raft cluster replicating an [`App`]. Cheap to clone.
@@ -395,6 +397,7 @@ impl<A: App> RaftNode<A> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let settle = Duration::from_millis(2 * self.inner.config.heartbeat_ms);
+        let contact_gaps = contact.map_or(0, |c| c.gaps);
         let (leader_contact_age, resync_commit, resync_settled) = if role == Role::Leader {
             let age = m
                 .last_quorum_acked
@@ -426,6 +429,7 @@ impl<A: App> RaftNode<A> {
             leader_contact_age,
             resync_commit,
             resync_settled,
+            contact_gaps,
         }
     }
 

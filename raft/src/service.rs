@@ -84,20 +84,22 @@ impl<A: App> RaftPeer for PeerService<A> {
             // its state again. RPCs queued during the gap arrive first, carrying old commit
             // indexes: keep the highest seen while contact settles (two heartbeats).
             let settle = Duration::from_millis(2 * self.node.inner.config.heartbeat_ms);
-            let (resync_commit, resync_since) = match *contact {
+            let gaps = contact.map_or(0, |c| c.gaps);
+            let (resync_commit, resync_since, gaps) = match *contact {
                 Some(c) if received.saturating_duration_since(c.received) <= gap => {
                     if received.saturating_duration_since(c.resync_since) <= settle {
-                        (c.resync_commit.max(leader_commit), c.resync_since)
+                        (c.resync_commit.max(leader_commit), c.resync_since, gaps)
                     } else {
-                        (c.resync_commit, c.resync_since)
+                        (c.resync_commit, c.resync_since, gaps)
                     }
                 }
-                _ => (leader_commit, received),
+                _ => (leader_commit, received, gaps + 1),
             };
             *contact = Some(LeaderContact {
                 received,
                 resync_commit,
                 resync_since,
+                gaps,
             });
         }
         reply(&resp)
