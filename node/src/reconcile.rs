@@ -27,17 +27,22 @@ const NOT_SERVED: &str = "not served: ";
 /// How long health events are gathered into one report.
 const HEALTH_BATCH: Duration = Duration::from_millis(100);
 
-/// Proposes a background command (no request id: nothing is remembered for it), giving up
-/// at shutdown so a node that lost its quorum still stops at once.
-pub async fn propose(raft: &RaftNode<ModelApp>, op: command::Op, shutdown: &watch::Receiver<bool>) {
-    let command = Command {
+/// An encoded command a node proposes on its own (no request id: nothing is remembered).
+pub fn background_command(op: command::Op) -> Vec<u8> {
+    Command {
         request_id: String::new(),
         now: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         op: Some(op),
-    };
+    }
+    .encode_to_vec()
+}
+
+/// Proposes a background command (no request id: nothing is remembered for it), giving up
+/// at shutdown so a node that lost its quorum still stops at once.
+pub async fn propose(raft: &RaftNode<ModelApp>, op: command::Op, shutdown: &watch::Receiver<bool>) {
     let mut shutdown = shutdown.clone();
     let result = tokio::select! {
-        r = raft.write(command.encode_to_vec()) => r,
+        r = raft.write(background_command(op)) => r,
         _ = shutdown.wait_for(|s| *s) => return,
     };
     if let Err(e) = result {

@@ -46,14 +46,10 @@ async fn release_vips(raft: &RaftNode<ModelApp>) {
     if owners.is_empty() {
         return;
     }
-    let command = fulcrum_proto::internal::Command {
-        request_id: String::new(),
-        now: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        op: Some(fulcrum_proto::internal::command::Op::VipAssignments(
-            fulcrum_proto::internal::VipAssignments { owners },
-        )),
-    };
-    let write = raft.write(prost::Message::encode_to_vec(&command));
+    let op = fulcrum_proto::internal::command::Op::VipAssignments(
+        fulcrum_proto::internal::VipAssignments { owners },
+    );
+    let write = raft.write(reconcile::background_command(op));
     match tokio::time::timeout(Duration::from_secs(2), write).await {
         Ok(Ok(_)) => tracing::info!("VIPs handed over"),
         _ => tracing::warn!("could not hand VIPs over; they move when this node's lease runs out"),

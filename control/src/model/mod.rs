@@ -219,7 +219,7 @@ impl State {
             .or_default() += 1;
         if is_pending(object.provisioning_status()) {
             self.pending
-                .insert((object_revision(object), T::KIND, object.id().to_string()));
+                .insert((object.revision(), T::KIND, object.id().to_string()));
         }
     }
 
@@ -243,7 +243,7 @@ impl State {
             *n -= 1;
         }
         self.pending
-            .remove(&(object_revision(object), T::KIND, object.id().to_string()));
+            .remove(&(object.revision(), T::KIND, object.id().to_string()));
     }
 
     /// Undoes everything journalled since `mark`.
@@ -294,10 +294,6 @@ pub fn is_pending(status: ProvisioningStatus) -> bool {
             | ProvisioningStatus::PendingUpdate
             | ProvisioningStatus::PendingDelete
     )
-}
-
-fn object_revision<T: Object>(object: &T) -> u64 {
-    object.revision()
 }
 
 #[cfg(test)]
