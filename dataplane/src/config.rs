@@ -107,7 +107,13 @@ pub struct ListenerTimeouts {
     pub member_connect: Duration,
     /// Member inactivity (L4: whole connection idle; L7: waiting for response headers).
     pub member_data: Duration,
-    /// Time to wait for content inspection (kept for completeness; unused so far).
+    /// Octavia `timeout_tcp_inspect` ("time to wait for additional TCP packets
+    /// for content inspection"). TCP and HTTPS pass-through listeners choose
+    /// and connect a member only once the client has sent its first bytes or
+    /// this time has passed, whichever comes first; a client that closes
+    /// meanwhile never reaches a member. Zero (the default): connect at once.
+    /// HTTP listeners (which wait for the request head under `client_data`)
+    /// and UDP listeners do not use it.
     pub tcp_inspect: Duration,
 }
 

@@ -23,12 +23,14 @@ use http::{HeaderValue, StatusCode};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use crate::access_log::AccessLogSwitch;
 use crate::balancer::MemberState;
 use crate::config::{DataplaneConfig, L7Action, ListenerConfig, ListenerProtocol, PoolConfig};
 use crate::error::DataplaneError;
 use crate::health::{self, HealthEvent};
 use crate::listener::{self, ListenerShared, RouteAction, Routes};
 use crate::pool::PoolRuntime;
+use crate::proxy_protocol::ProxyVersion;
 use crate::status::{ListenerStats, OperatingStatus, StatsCounters};
 use crate::{http as l7http, l7, tcp, udp};
 
@@ -89,6 +91,8 @@ struct Inner {
     /// Serialises `apply` calls (which await while closing sockets).
     apply_lock: tokio::sync::Mutex<()>,
     health_tx: broadcast::Sender<HealthEvent>,
+    /// Access logs on or off, shared by every listener.
+    access_log: Arc<AccessLogSwitch>,
 }
 
 impl Inner {
@@ -123,6 +127,7 @@ impl Dataplane {
             state: Mutex::new(State::default()),
             apply_lock: tokio::sync::Mutex::new(()),
             health_tx,
+            access_log: Arc::default(),
         });
         let reaper = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -266,7 +271,7 @@ impl Dataplane {
                 }
                 Plan::Bind { rebind } => {
                     let stats = carried_stats.remove(&id).unwrap_or_default();
-                    match start_listener(cfg, &pools, stats) {
+                    match start_listener(cfg, &pools, stats, &self.inner.access_log) {
                         Ok(h) => {
                             state.listeners.insert(id.clone(), h);
                             Ok(if rebind {
@@ -353,6 +358,23 @@ impl Dataplane {
             pools.insert(cfg.id.clone(), pool);
         }
         (pools, errors, fresh)
+    }
+
+    /// Turns access logs on or off for every listener, at once (requests and
+    /// connections already under way keep the setting they started with).
+    /// Off by default. Records are `tracing` events of target
+    /// [`crate::ACCESS_LOG_TARGET`], whose doc lists their fields.
+    ///
+    /// A node-local setting (the node's `[dataplane] access_log` key), not part
+    /// of [`DataplaneConfig`], which is derived from the replicated model and
+    /// equal on every node.
+    pub fn set_access_log(&self, on: bool) {
+        self.inner.access_log.set(on);
+    }
+
+    /// Whether access logs are on.
+    pub fn access_log(&self) -> bool {
+        self.inner.access_log.is_set()
     }
 
     /// The address a listener is bound to (useful with port 0).
@@ -475,6 +497,17 @@ fn build_routes(
                 reason: format!("pool {id} is not available"),
             })
     };
+    if cfg.protocol == ListenerProtocol::Udp {
+        if let Some(p) = cfg.pools().find(|p| ProxyVersion::of(p.protocol).is_some()) {
+            return Err(DataplaneError::InvalidConfig {
+                field: "pool.protocol",
+                reason: format!(
+                    "pool {}: PROXY and PROXYV2 pools need a TCP, HTTPS or HTTP listener, not UDP",
+                    p.id
+                ),
+            });
+        }
+    }
     let default_pool = cfg.default_pool.as_ref().map(|p| pool(&p.id)).transpose()?;
     let http = cfg.protocol == ListenerProtocol::Http;
     let policies = if http {
@@ -513,6 +546,7 @@ fn start_listener(
     cfg: ListenerConfig,
     pools: &HashMap<String, Arc<PoolRuntime>>,
     stats: Arc<StatsCounters>,
+    access_log: &Arc<AccessLogSwitch>,
 ) -> Result<ListenerHandle, DataplaneError> {
     // Compile before binding so a bad config never opens a socket.
     build_routes(&cfg, pools, cfg.port)?;
@@ -523,7 +557,7 @@ fn start_listener(
         let local_addr = socket
             .local_addr()
             .map_err(|source| DataplaneError::Bind { addr, source })?;
-        let shared = new_shared(&cfg, pools, local_addr, stats)?;
+        let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
         (
             local_addr,
             shared.clone(),
@@ -534,7 +568,7 @@ fn start_listener(
         let local_addr = socket
             .local_addr()
             .map_err(|source| DataplaneError::Bind { addr, source })?;
-        let shared = new_shared(&cfg, pools, local_addr, stats)?;
+        let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
         let task = match cfg.protocol {
             ListenerProtocol::Http => tokio::spawn(l7http::serve(socket, shared.clone(), stop_rx)),
             _ => tokio::spawn(tcp::serve(socket, shared.clone(), stop_rx)),
@@ -556,10 +590,13 @@ fn new_shared(
     pools: &HashMap<String, Arc<PoolRuntime>>,
     local_addr: SocketAddr,
     stats: Arc<StatsCounters>,
+    access_log: Arc<AccessLogSwitch>,
 ) -> Result<Arc<ListenerShared>, DataplaneError> {
     let routes = build_routes(cfg, pools, local_addr.port())?;
     Ok(Arc::new(ListenerShared {
         routes: ArcSwap::from_pointee(routes),
         stats,
+        access_log,
+        local_addr,
     }))
 }

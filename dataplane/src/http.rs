@@ -8,6 +8,14 @@
 //! reset, garbage), 503 no usable member, 504 member too slow
 //! (`timeout_member_data` until response headers).
 //!
+//! `PROXY` / `PROXYV2` pools: each member connection starts with a PROXY
+//! header naming the client connection, so such connections are private to
+//! that client connection (see [`crate::member_pool`]): pooled for its
+//! keep-alive requests, never shared with another client, closed with it.
+//!
+//! Access logs: one record per request when switched on (see
+//! [`crate::access_log`]); nothing is built when off.
+//!
 //! Retries: when connecting to a member fails (refused or timed out), the
 //! request has not been sent and its body not read, so it is retried once on
 //! another member (counted in `member_errors`); a pooled connection that the
@@ -31,12 +39,14 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::access_log::{note, HttpLog, Termination};
 use crate::config::SessionPersistence;
 use crate::io::{maybe_timeout, Metered};
 use crate::l7::{self, RequestView};
 use crate::listener::{ListenerShared, RouteAction, Routes};
-use crate::member_pool::{self, MemberBody};
+use crate::member_pool::{self, ConnKey, Ends, IdleConns, MemberBody, RequestBody};
 use crate::pool::{Lease, PoolRuntime};
+use crate::proxy_protocol::ProxyVersion;
 use crate::status::ActiveGuard;
 
 type Body = Either<MemberBody, Full<Bytes>>;
@@ -75,8 +85,13 @@ pub(crate) async fn serve(
 struct ConnCtx {
     shared: Arc<ListenerShared>,
     peer: SocketAddr,
+    /// The listener address the client connected to.
+    local: SocketAddr,
     /// The client's address as an `X-Forwarded-For` value, made on first use.
     peer_ip: std::sync::OnceLock<HeaderValue>,
+    /// Member connections that began with a PROXY header naming this client
+    /// connection; made on first use, dropped (closing them) with it.
+    private: std::sync::OnceLock<Arc<IdleConns>>,
 }
 
 impl ConnCtx {
@@ -85,6 +100,17 @@ impl ConnCtx {
             HeaderValue::try_from(self.peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
         })
+    }
+
+    fn private_conns(&self) -> &Arc<IdleConns> {
+        self.private.get_or_init(Arc::default)
+    }
+
+    fn ends(&self) -> Ends {
+        Ends {
+            client: self.peer,
+            listener: self.local,
+        }
     }
 }
 
@@ -97,10 +123,17 @@ async fn serve_connection(
     _guard: ActiveGuard,
 ) {
     let _ = stream.set_nodelay(true);
+    // The bound address, unless bound to a wildcard (then ask the socket).
+    let local = match shared.local_addr {
+        a if a.ip().is_unspecified() => stream.local_addr().unwrap_or(a),
+        a => a,
+    };
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
         peer,
+        local,
         peer_ip: std::sync::OnceLock::new(),
+        private: std::sync::OnceLock::new(),
     });
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -134,6 +167,27 @@ async fn serve_connection(
 
 async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
     let routes = ctx.shared.routes.load_full();
+    let mut log = ctx
+        .shared
+        .access_log
+        .on()
+        .then(|| HttpLog::begin(&req, ctx.peer, &routes));
+    let resp = route(req, ctx, &routes, &mut log).await;
+    // Still here: answered by the proxy (or an upgrade); otherwise the
+    // response body ends the record.
+    if let Some(log) = log {
+        log.finish_with(&resp);
+    }
+    resp
+}
+
+/// Applies the L7 policies and answers or forwards.
+async fn route(
+    req: Request<Incoming>,
+    ctx: &ConnCtx,
+    routes: &Routes,
+    log: &mut Option<Box<HttpLog>>,
+) -> Response<Body> {
     let matched = l7::first_match(
         &routes.policies,
         &RequestView::new(req.uri(), req.headers()),
@@ -143,24 +197,37 @@ async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
         &p.action
     });
     let pool = match matched {
-        Some(RouteAction::Reject) => return local(StatusCode::FORBIDDEN),
+        Some(RouteAction::Reject) => {
+            note(log, Termination::Rejected);
+            return local(StatusCode::FORBIDDEN);
+        }
         Some(RouteAction::RedirectUrl { location, code }) => {
-            return redirect(*code, location.clone())
+            note(log, Termination::Redirected);
+            return redirect(*code, location.clone());
         }
         Some(RouteAction::RedirectPrefix { prefix, code }) => {
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
             return match HeaderValue::try_from(format!("{prefix}{pq}")) {
-                Ok(location) => redirect(*code, location),
-                Err(_) => local(StatusCode::BAD_REQUEST),
+                Ok(location) => {
+                    note(log, Termination::Redirected);
+                    redirect(*code, location)
+                }
+                Err(_) => {
+                    note(log, Termination::BadRequest);
+                    local(StatusCode::BAD_REQUEST)
+                }
             };
         }
         Some(RouteAction::Pool(pool)) => pool,
         None => match &routes.default_pool {
             Some(pool) => pool,
-            None => return error(ctx, StatusCode::SERVICE_UNAVAILABLE),
+            None => {
+                note(log, Termination::NoMember);
+                return error(ctx, StatusCode::SERVICE_UNAVAILABLE);
+            }
         },
     };
-    forward(req, ctx, &routes, pool).await
+    forward(req, ctx, routes, pool, log).await
 }
 
 /// How a pool's session persistence applies to one request.
@@ -272,10 +339,12 @@ async fn forward(
     ctx: &ConnCtx,
     routes: &Routes,
     pool: &PoolRuntime,
+    log: &mut Option<Box<HttpLog>>,
 ) -> Response<Body> {
     let mut tried = Vec::with_capacity(CONNECT_ATTEMPTS);
     let Some((mut lease, persist)) = choose_member(pool, req.headers(), ctx.peer, &mut tried)
     else {
+        note(log, Termination::NoMember);
         return error(ctx, StatusCode::SERVICE_UNAVAILABLE);
     };
     let upgrade = upgrade_requested(&req);
@@ -335,10 +404,23 @@ async fn forward(
     parts.version = Version::HTTP_11;
 
     // A connection: retry once on another member when connecting fails.
+    // PROXY pools: from this client connection's private stack.
     let timeouts = routes.config.timeouts;
+    let proxy = ProxyVersion::of(pool.config.protocol);
     let sender = loop {
         let member = lease.backend.addr;
-        match member_pool::checkout(&lease.backend.state, member, timeouts.member_connect).await {
+        if let Some(log) = log {
+            log.set_member(member, &lease.backend.id);
+        }
+        let key = ConnKey {
+            addr: member,
+            proxy,
+        };
+        let idle = match proxy {
+            Some(_) => ctx.private_conns(),
+            None => &lease.backend.state.idle,
+        };
+        match member_pool::checkout(idle, key, ctx.ends(), timeouts.member_connect).await {
             Ok(s) => break s,
             Err(e) => {
                 tracing::debug!(%member, error = %e, "member connect failed");
@@ -350,10 +432,17 @@ async fn forward(
             .flatten();
         match next {
             Some(l) => lease = l,
-            None => return error(ctx, StatusCode::BAD_GATEWAY),
+            None => {
+                note(log, Termination::MemberConnectFailed);
+                return error(ctx, StatusCode::BAD_GATEWAY);
+            }
         }
     };
     let member = lease.backend.addr;
+    let key = ConnKey {
+        addr: member,
+        proxy,
+    };
     let chosen_by_cookie =
         matches!(persist, Persist::HttpCookie { matched: true }) && tried.len() == 1;
     if !parts.headers.contains_key(header::HOST) {
@@ -364,6 +453,7 @@ async fn forward(
         }
     }
 
+    let body = RequestBody::new(body, log.as_ref().map(|l| l.bytes_in()));
     let send = async {
         let mut sender = sender;
         let mut req = Request::from_parts(parts, body);
@@ -376,12 +466,16 @@ async fn forward(
                     Some(r) if !replaced => {
                         replaced = true;
                         req = r;
-                        sender = Box::pin(member_pool::connect(member, timeouts.member_connect))
-                            .await
-                            .map_err(|e| {
-                                ctx.shared.stats.member_error();
-                                e.to_string()
-                            })?;
+                        sender = Box::pin(member_pool::connect(
+                            key,
+                            ctx.ends(),
+                            timeouts.member_connect,
+                        ))
+                        .await
+                        .map_err(|e| {
+                            ctx.shared.stats.member_error();
+                            e.to_string()
+                        })?;
                     }
                     _ => return Err(e.into_error().to_string()),
                 },
@@ -392,13 +486,18 @@ async fn forward(
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             tracing::debug!(%member, error = %e, "member request failed");
+            note(log, Termination::MemberReset);
             return error(ctx, StatusCode::BAD_GATEWAY);
         }
         Err(_) => {
             tracing::debug!(%member, "member timed out");
+            note(log, Termination::MemberTimeout);
             return error(ctx, StatusCode::GATEWAY_TIMEOUT);
         }
     };
+    if let Some(log) = log {
+        log.member_answered(resp.status());
+    }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let member_upgrade = hyper::upgrade::on(&mut resp);
@@ -410,7 +509,8 @@ async fn forward(
                             .await;
                 }
             });
-            return resp.map(|b| Either::Left(MemberBody::new(b, None)));
+            note(log, Termination::Upgraded);
+            return resp.map(|b| Either::Left(MemberBody::new(b, None, None)));
         }
     }
     strip_hop_by_hop(resp.headers_mut());
@@ -434,8 +534,12 @@ async fn forward(
         }
         _ => {}
     }
-    let state = lease.backend.state.clone();
-    resp.map(|b| Either::Left(MemberBody::new(b, Some((sender, state, member)))))
+    let home = match proxy {
+        Some(_) => ctx.private_conns().clone(),
+        None => lease.backend.state.idle.clone(),
+    };
+    let log = log.take();
+    resp.map(|b| Either::Left(MemberBody::new(b, Some((sender, home, key)), log)))
 }
 
 fn upgrade_requested(req: &Request<Incoming>) -> bool {

@@ -6,6 +6,7 @@
 //! evaluates L7 policies, runs health monitors and counts per-listener stats.
 //! Entry point: [`Dataplane`].
 
+mod access_log;
 pub mod config;
 mod dataplane;
 mod error;
@@ -25,6 +26,7 @@ mod splice;
 mod tcp;
 mod udp;
 
+pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use config::*;
 pub use dataplane::{ApplyResult, Dataplane, ListenerChange};
 pub use error::DataplaneError;

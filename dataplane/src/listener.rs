@@ -9,6 +9,7 @@ use http::{HeaderValue, StatusCode};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 
+use crate::access_log::AccessLogSwitch;
 use crate::config::ListenerConfig;
 use crate::error::DataplaneError;
 use crate::l7::CompiledPolicy;
@@ -46,6 +47,10 @@ pub(crate) struct Routes {
 pub(crate) struct ListenerShared {
     pub(crate) routes: ArcSwap<Routes>,
     pub(crate) stats: Arc<StatsCounters>,
+    /// The data plane's access log switch (one for all listeners).
+    pub(crate) access_log: Arc<AccessLogSwitch>,
+    /// The address the listener is bound to (the PROXY header's destination).
+    pub(crate) local_addr: SocketAddr,
 }
 
 impl ListenerShared {

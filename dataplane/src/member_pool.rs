@@ -9,6 +9,16 @@
 //! will accept a request on. No hashing per request: the stack is found
 //! through the member the balancer already picked, under a short lock.
 //!
+//! Members of `PROXY` / `PROXYV2` pools are the exception: such a connection
+//! starts with a PROXY header naming one client connection (its address and
+//! port, and the listener's), so it must only ever carry that client
+//! connection's requests. Sharing it, even between connections of one client
+//! address, would let the member attribute requests to the wrong source port.
+//! Those connections live in a stack private to the client connection (see
+//! `http.rs`): reused for its keep-alive requests, closed with it. This is
+//! HAProxy's behaviour for `send-proxy` servers (their connections are
+//! private to the session).
+//!
 //! Idle connections older than [`MEMBER_IDLE`] or closed by the member are
 //! dropped when they are met at either end of the stack, and by a reaper that
 //! the data plane runs every few seconds, so a member that gets no traffic
@@ -18,6 +28,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -26,10 +37,14 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::access_log::{self, HttpLog, Termination};
+#[cfg(doc)]
 use crate::balancer::MemberState;
 use crate::io::maybe_timeout;
+use crate::proxy_protocol::ProxyVersion;
 
 /// How long an idle member connection is kept.
 pub(crate) const MEMBER_IDLE: Duration = Duration::from_secs(30);
@@ -37,7 +52,23 @@ pub(crate) const MEMBER_IDLE: Duration = Duration::from_secs(30);
 const MAX_IDLE_PER_MEMBER: usize = 1024;
 
 /// The sending half of one member connection (request bodies are the client's).
-pub(crate) type Sender = SendRequest<Incoming>;
+pub(crate) type Sender = SendRequest<RequestBody>;
+
+/// What a member connection was opened as: the member's address and the
+/// PROXY header it began with, if any. Only a connection opened as the same
+/// key is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnKey {
+    pub(crate) addr: SocketAddr,
+    pub(crate) proxy: Option<ProxyVersion>,
+}
+
+/// The two ends of the client connection, named by a PROXY header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ends {
+    pub(crate) client: SocketAddr,
+    pub(crate) listener: SocketAddr,
+}
 
 /// A member's idle connections, most recently used last.
 #[derive(Debug, Default)]
@@ -48,8 +79,8 @@ pub(crate) struct IdleConns {
 #[derive(Debug)]
 struct Idle {
     sender: Sender,
-    /// The member address the connection goes to (a member's address may change).
-    addr: SocketAddr,
+    /// What the connection was opened as (a member's address may change).
+    key: ConnKey,
     since: Instant,
 }
 
@@ -58,20 +89,28 @@ impl IdleConns {
         self.stack.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most recently used idle connection to `addr` that is still open.
-    fn pop(&self, addr: SocketAddr) -> Option<Sender> {
+    /// The most recently used idle connection opened as `key` that is still
+    /// open. Connections opened as another key are left in place: in a
+    /// client's private stack they are other members' (see the module doc);
+    /// in a member's stack, ones to its previous address, left to the reaper.
+    fn pop(&self, key: ConnKey) -> Option<Sender> {
         let mut stack = self.lock();
-        let mut now = None;
-        while let Some(c) = stack.pop_back() {
-            if c.addr != addr || c.sender.is_closed() {
+        let mut i = stack.len();
+        while i > 0 {
+            i -= 1;
+            if stack[i].sender.is_closed() {
+                stack.remove(i);
                 continue;
             }
-            let now = *now.get_or_insert_with(Instant::now);
-            if now.duration_since(c.since) < MEMBER_IDLE {
-                return Some(c.sender);
+            if stack[i].key != key {
+                continue;
             }
-            // Everything below is older still.
-            stack.clear();
+            if stack[i].since.elapsed() < MEMBER_IDLE {
+                return stack.remove(i).map(|c| c.sender);
+            }
+            // This one and everything below it (pushed earlier) are too old.
+            stack.drain(..=i);
+            return None;
         }
         None
     }
@@ -85,7 +124,7 @@ impl IdleConns {
     }
 
     /// Returns a connection whose last response has been read to its end.
-    pub(crate) fn push(&self, sender: Sender, addr: SocketAddr) {
+    pub(crate) fn push(&self, sender: Sender, key: ConnKey) {
         if sender.is_closed() {
             return;
         }
@@ -100,7 +139,7 @@ impl IdleConns {
         }
         stack.push_back(Idle {
             sender,
-            addr,
+            key,
             since: now,
         });
     }
@@ -115,31 +154,48 @@ pub(crate) enum ConnectError {
     Timeout,
     #[error("handshake: {0}")]
     Handshake(#[from] hyper::Error),
+    #[error("sending the PROXY header: {0}")]
+    ProxyHeader(io::Error),
 }
 
-/// An idle connection to `addr` that is ready for a request, or a new one.
+/// An idle connection from `idle` opened as `key` that is ready for a
+/// request, or a new one (which starts with the PROXY header for `ends` when
+/// `key` asks for one).
 pub(crate) async fn checkout(
-    state: &MemberState,
-    addr: SocketAddr,
+    idle: &IdleConns,
+    key: ConnKey,
+    ends: Ends,
     connect_timeout: Duration,
 ) -> Result<Sender, ConnectError> {
-    while let Some(mut sender) = state.idle.pop(addr) {
+    while let Some(mut sender) = idle.pop(key) {
         if sender.ready().await.is_ok() {
             return Ok(sender);
         }
     }
     // Boxed: the connect future is large and rarely needed; inline it would
     // grow every request's future (moved several times per request).
-    Box::pin(connect(addr, connect_timeout)).await
+    Box::pin(connect(key, ends, connect_timeout)).await
 }
 
-/// Opens a connection to `addr` and spawns its task (with upgrades, for
-/// `Upgrade` pass-through). `timeout` zero means none.
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
-    let stream = maybe_timeout(timeout, TcpStream::connect(addr))
+/// Opens a connection as `key`, sends the PROXY header for `ends` if `key`
+/// asks for one, and spawns the connection's task (with upgrades, for
+/// `Upgrade` pass-through). `timeout` (zero: none) bounds the TCP connect.
+pub(crate) async fn connect(
+    key: ConnKey,
+    ends: Ends,
+    timeout: Duration,
+) -> Result<Sender, ConnectError> {
+    let addr = key.addr;
+    let mut stream = maybe_timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout)??;
     let _ = stream.set_nodelay(true);
+    if let Some(v) = key.proxy {
+        stream
+            .write_all(&v.header(ends.client, ends.listener))
+            .await
+            .map_err(ConnectError::ProxyHeader)?;
+    }
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await?;
@@ -151,26 +207,70 @@ pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sende
     Ok(sender)
 }
 
-/// A member's response body that puts its connection back on the member's
-/// idle stack once it has been read to its end (and only then: a body
-/// dropped half-read closes its connection).
+/// A client's request body on its way to a member; counts its bytes into
+/// the request's access log record when there is one.
+#[derive(Debug)]
+pub(crate) struct RequestBody {
+    inner: Incoming,
+    counted: Option<Arc<AtomicU64>>,
+}
+
+impl RequestBody {
+    pub(crate) fn new(inner: Incoming, counted: Option<Arc<AtomicU64>>) -> Self {
+        Self { inner, counted }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let res = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Some(c), Poll::Ready(Some(Ok(f)))) = (&self.counted, &res) {
+            if let Some(d) = f.data_ref() {
+                c.fetch_add(d.len() as u64, Ordering::Relaxed);
+            }
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Where a member connection goes back when its response has been read: the
+/// stack it came from, and what it was opened as.
+pub(crate) type Home = (Sender, Arc<IdleConns>, ConnKey);
+
+/// A member's response body that puts its connection back on the idle stack
+/// it came from once it has been read to its end (and only then: a body
+/// dropped half-read closes its connection). It also ends the request's
+/// access log record, if any: completed, client abort or member abort.
 #[derive(Debug)]
 pub(crate) struct MemberBody {
     inner: Incoming,
     done: bool,
-    conn: Option<(Sender, Arc<MemberState>, SocketAddr)>,
+    conn: Option<Home>,
+    log: Option<Box<HttpLog>>,
 }
 
 impl MemberBody {
     /// `conn`: where to return the connection; `None` keeps it out of the pool.
-    pub(crate) fn new(
-        inner: Incoming,
-        conn: Option<(Sender, Arc<MemberState>, SocketAddr)>,
-    ) -> Self {
+    pub(crate) fn new(inner: Incoming, conn: Option<Home>, log: Option<Box<HttpLog>>) -> Self {
         Self {
             inner,
             done: false,
             conn,
+            log,
         }
     }
 }
@@ -183,9 +283,17 @@ impl Body for MemberBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let res = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = res {
-            self.done = true;
+        let this = &mut *self;
+        let res = Pin::new(&mut this.inner).poll_frame(cx);
+        match &res {
+            Poll::Ready(None) => this.done = true,
+            Poll::Ready(Some(Ok(f))) => {
+                if let (Some(log), Some(d)) = (&mut this.log, f.data_ref()) {
+                    log.add_bytes_out(d.len());
+                }
+            }
+            Poll::Ready(Some(Err(_))) => access_log::note(&mut this.log, Termination::MemberAbort),
+            Poll::Pending => {}
         }
         res
     }
@@ -202,8 +310,11 @@ impl Body for MemberBody {
 impl Drop for MemberBody {
     fn drop(&mut self) {
         if self.done || self.inner.is_end_stream() {
-            if let Some((sender, state, addr)) = self.conn.take() {
-                state.idle.push(sender, addr);
+            if let Some(log) = &mut self.log {
+                log.body_done();
+            }
+            if let Some((sender, idle, key)) = self.conn.take() {
+                idle.push(sender, key);
             }
         }
     }
@@ -224,15 +335,26 @@ mod tests {
             }
         });
         let idle = IdleConns::default();
+        let key = ConnKey { addr, proxy: None };
+        let ends = Ends {
+            client: addr,
+            listener: addr,
+        };
         for _ in 0..2 {
-            idle.push(connect(addr, Duration::from_secs(5)).await.unwrap(), addr);
+            let c = connect(key, ends, Duration::from_secs(5)).await.unwrap();
+            idle.push(c, key);
         }
         idle.lock()[0].since -= MEMBER_IDLE; // the older one has been idle too long
         idle.reap();
         assert_eq!(idle.lock().len(), 1);
-        // The fresh one is handed out, once.
-        assert!(idle.pop(addr).is_some());
-        assert!(idle.pop(addr).is_none());
+        // Only a connection opened as the same key is handed out, once.
+        let proxied = ConnKey {
+            addr,
+            proxy: Some(ProxyVersion::V1),
+        };
+        assert!(idle.pop(proxied).is_none());
+        assert!(idle.pop(key).is_some());
+        assert!(idle.pop(key).is_none());
         accept.abort();
     }
 }

@@ -3,6 +3,36 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::config::PoolProtocol;
+
+/// Which PROXY header a pool's members expect before the listener's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProxyVersion {
+    /// Text header (`PROXY` pools).
+    V1,
+    /// Binary header (`PROXYV2` pools).
+    V2,
+}
+
+impl ProxyVersion {
+    /// The version a pool protocol asks for; `None` for pools without a PROXY header.
+    pub(crate) fn of(protocol: PoolProtocol) -> Option<Self> {
+        match protocol {
+            PoolProtocol::Proxy => Some(Self::V1),
+            PoolProtocol::ProxyV2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+
+    /// The header naming a connection from `src` (the client) to `dst` (the listener).
+    pub(crate) fn header(self, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+        match self {
+            Self::V1 => v1_header(src, dst),
+            Self::V2 => v2_header(src, dst),
+        }
+    }
+}
+
 const V2_SIGNATURE: [u8; 12] = [
     0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
 ];

@@ -1,25 +1,45 @@
 //! The L4 proxy (TCP and HTTPS pass-through listeners).
 //!
 //! Per connection: admission (admin state, allowed CIDRs, connection limit),
-//! a member from the default pool (up to three members are tried when
-//! connecting fails or times out), the PROXY header for PROXY/PROXYV2 pools,
-//! then bytes both ways until both sides close or the connection has been idle
-//! for `min(timeout_client_data, timeout_member_data)`. With no usable member
-//! the client connection is closed at once.
+//! the inspection delay (below), a member from the default pool (up to three
+//! members are tried when connecting fails or times out), the PROXY header
+//! for PROXY/PROXYV2 pools, then bytes both ways until both sides close or the
+//! connection has been idle for `min(timeout_client_data, timeout_member_data)`.
+//! With no usable member the client connection is closed at once.
+//!
+//! `timeout_tcp_inspect` (Octavia: "time to wait for additional TCP packets
+//! for content inspection"; HAProxy's `tcp-request inspect-delay`): when it is
+//! non-zero, no member is chosen or contacted until the client has sent its
+//! first bytes or that time has passed, whichever comes first; then the
+//! connection proceeds either way (a silent client is not refused). A client
+//! that closes during that time never reaches a member. So clients that
+//! connect and send nothing (probes, scanners, idle pre-connections) cost the
+//! members nothing for that long, and the first bytes travel right behind the
+//! PROXY header. The price, as with HAProxy's delay: a protocol where the
+//! server speaks first (SMTP, SSH, MySQL) waits that long for its greeting.
+//! Zero (Octavia's default) connects at once. HAProxy applies the delay only
+//! to `tcp-request content` rules, which Octavia's template does not render,
+//! so there it changes nothing; this is the behaviour the setting names.
+//! HTTP listeners do not use it: the request head is what they inspect, and
+//! waiting for it is bounded by `timeout_client_data`. UDP listeners neither.
+//!
+//! Access logs: one record per connection when switched on (see
+//! [`crate::access_log`]).
 
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::config::PoolProtocol;
+use crate::access_log::{note, ConnLog, Termination};
 use crate::io::{maybe_timeout, Activity};
 use crate::listener::{ListenerShared, Routes};
-use crate::proxy_protocol;
+use crate::proxy_protocol::ProxyVersion;
 use crate::splice::Pipe;
 use crate::status::ActiveGuard;
 
@@ -53,6 +73,16 @@ pub(crate) async fn serve(
     }
 }
 
+/// Waits up to `delay` for the client's first bytes (`timeout_tcp_inspect`).
+/// `false` when the client closed or reset the connection meanwhile.
+async fn inspect(client: &TcpStream, delay: Duration) -> bool {
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(delay, client.peek(&mut probe)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => false,
+        Ok(Ok(_)) | Err(_) => true,
+    }
+}
+
 async fn proxy(
     client: TcpStream,
     peer: SocketAddr,
@@ -60,19 +90,36 @@ async fn proxy(
     shared: Arc<ListenerShared>,
     _guard: ActiveGuard,
 ) {
+    let mut log = shared.access_log.on().then(|| ConnLog::tcp(peer, &routes));
     let cfg = &routes.config;
     let Some(pool) = routes.default_pool.as_ref() else {
+        note(&mut log, Termination::NoMember);
         shared.stats.error();
         return;
     };
+    let delay = cfg.timeouts.tcp_inspect;
+    if !delay.is_zero() && !inspect(&client, delay).await {
+        tracing::debug!(listener = %cfg.id, %peer, "client left during tcp inspection");
+        note(&mut log, Termination::ClientAbort);
+        return;
+    }
     let mut tried = Vec::with_capacity(CONNECT_ATTEMPTS);
     let (member, _lease) = loop {
         let Some(lease) = pool.pick_for(peer, &mut tried) else {
             tracing::debug!(listener = %cfg.id, %peer, "no usable member");
+            let t = if tried.is_empty() {
+                Termination::NoMember
+            } else {
+                Termination::MemberConnectFailed
+            };
+            note(&mut log, t);
             shared.stats.error();
             return;
         };
         let addr = lease.backend.addr;
+        if let Some(log) = &mut log {
+            log.set_member(addr, &lease.backend.id);
+        }
         match maybe_timeout(cfg.timeouts.member_connect, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => break (s, lease),
             Ok(Err(e)) => {
@@ -82,6 +129,7 @@ async fn proxy(
         }
         shared.stats.member_error();
         if tried.len() >= CONNECT_ATTEMPTS {
+            note(&mut log, Termination::MemberConnectFailed);
             shared.stats.error();
             return;
         }
@@ -89,34 +137,106 @@ async fn proxy(
     let _ = client.set_nodelay(true);
     let _ = member.set_nodelay(true);
     let activity = Activity::new();
-    let local = client.local_addr().ok();
-    let header = match pool.config.protocol {
-        PoolProtocol::Proxy => Some(proxy_protocol::v1_header(peer, local.unwrap_or(peer))),
-        PoolProtocol::ProxyV2 => Some(proxy_protocol::v2_header(peer, local.unwrap_or(peer))),
-        _ => None,
-    };
-    if let Some(h) = header {
-        if write_all(&member, &h).await.is_err() {
+    if let Some(v) = ProxyVersion::of(pool.config.protocol) {
+        let local = client.local_addr().unwrap_or(shared.local_addr);
+        if write_all(&member, &v.header(peer, local)).await.is_err() {
+            note(&mut log, Termination::MemberReset);
             shared.stats.error();
             return;
         }
     }
     let idle = idle_timeout(cfg.timeouts.client_data, cfg.timeouts.member_data);
     let stats = &shared.stats;
+    // Per-connection counts, kept only for the access log.
+    let tally = log.as_ref().map(|_| (Tally::default(), Tally::default()));
+    let (up, down) = match &tally {
+        Some((u, d)) => (Some(u), Some(d)),
+        None => (None, None),
+    };
     let both_ways = async {
         tokio::try_join!(
-            pump(&client, &member, &stats.bytes_in, &activity),
-            pump(&member, &client, &stats.bytes_out, &activity),
+            pump(&client, &member, &stats.bytes_in, &activity, up),
+            async {
+                pump(&member, &client, &stats.bytes_out, &activity, down)
+                    .await
+                    .map_err(PumpError::reversed)
+            },
         )
     };
-    tokio::select! {
-        res = both_ways => {
-            if let Err(e) = res {
-                tracing::debug!(listener = %cfg.id, %peer, error = %e, "connection ended with error");
+    let end = tokio::select! {
+        res = both_ways => match res {
+            Ok(_) => Termination::Completed,
+            Err(e) => {
+                tracing::debug!(listener = %cfg.id, %peer, error = %e.error(), "connection ended with error");
+                e.termination()
             }
-        }
+        },
         _ = activity.idle(idle) => {
             tracing::debug!(listener = %cfg.id, %peer, "idle timeout");
+            Termination::IdleTimeout
+        }
+    };
+    if let (Some(log), Some((up, down))) = (&mut log, &tally) {
+        log.set_bytes(
+            up.bytes.load(Ordering::Relaxed),
+            down.bytes.load(Ordering::Relaxed),
+        );
+        if let Some(at) = down.first.get() {
+            log.member_sent(*at);
+        }
+    }
+    note(&mut log, end);
+}
+
+/// One direction's counts for the access log record.
+#[derive(Debug, Default)]
+struct Tally {
+    bytes: AtomicU64,
+    /// When the first byte went this way.
+    first: OnceLock<Instant>,
+}
+
+impl Tally {
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.first.get_or_init(Instant::now);
+    }
+}
+
+/// Why one direction of a connection failed, by side. `pump` reports errors
+/// reading its source as [`PumpError::From`]; for the member-to-client
+/// direction [`PumpError::reversed`] turns them into client/member terms.
+#[derive(Debug)]
+enum PumpError {
+    /// Reading the source failed (client-to-member: the client).
+    From(io::Error),
+    /// Writing the destination failed (client-to-member: the member).
+    To(io::Error),
+    /// A local resource (a pipe) could not be had.
+    Local(io::Error),
+}
+
+impl PumpError {
+    fn reversed(self) -> Self {
+        match self {
+            Self::From(e) => Self::To(e),
+            Self::To(e) => Self::From(e),
+            local => local,
+        }
+    }
+
+    fn error(&self) -> &io::Error {
+        match self {
+            Self::From(e) | Self::To(e) | Self::Local(e) => e,
+        }
+    }
+
+    /// In client-to-member terms.
+    fn termination(&self) -> Termination {
+        match self {
+            Self::From(_) => Termination::ClientReset,
+            Self::To(_) => Termination::MemberReset,
+            Self::Local(_) => Termination::ProxyError,
         }
     }
 }
@@ -145,8 +265,8 @@ fn give_buffer(mut buf: Vec<u8>) {
 }
 
 /// Moves bytes from `from` to `to` until `from` reaches EOF, then half-closes
-/// `to` (like `copy_bidirectional`). Counts the bytes into `counter` and
-/// records activity.
+/// `to` (like `copy_bidirectional`). Counts the bytes into `counter` (and
+/// `tally`, when the access log keeps one) and records activity.
 ///
 /// Small exchanges are copied through a buffer held only while data is in
 /// flight: it is taken when `from` turns readable and given back when `from`
@@ -160,18 +280,19 @@ async fn pump(
     to: &TcpStream,
     counter: &AtomicU64,
     activity: &Activity,
-) -> io::Result<()> {
+    tally: Option<&Tally>,
+) -> Result<(), PumpError> {
     let mut buf: Option<Vec<u8>> = None;
     let mut pipe: Option<Pipe> = None;
     let mut bulk = false;
     let res = loop {
         if let Err(e) = from.readable().await {
-            break Err(e);
+            break Err(PumpError::From(e));
         }
         if bulk {
             let p = match pipe.take().map_or_else(Pipe::take, Ok) {
                 Ok(p) => p,
-                Err(e) => break Err(e),
+                Err(e) => break Err(PumpError::Local(e)),
             };
             match p.fill(from) {
                 Ok(0) => {
@@ -180,15 +301,18 @@ async fn pump(
                 }
                 Ok(n) => {
                     counter.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some(t) = tally {
+                        t.add(n);
+                    }
                     activity.touch_now();
                     // On error the pipe may hold bytes: it is dropped, not reused.
                     if let Err(e) = p.drain(to, n).await {
-                        break Err(e);
+                        break Err(PumpError::To(e));
                     }
                     pipe = Some(p);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.give(),
-                Err(e) => break Err(e),
+                Err(e) => break Err(PumpError::From(e)),
             }
             continue;
         }
@@ -198,9 +322,12 @@ async fn pump(
             Ok(0) => break Ok(()),
             Ok(n) => {
                 counter.fetch_add(n as u64, Ordering::Relaxed);
+                if let Some(t) = tally {
+                    t.add(n);
+                }
                 activity.touch_now();
                 if let Err(e) = write_all(to, &b[..n]).await {
-                    break Err(e);
+                    break Err(PumpError::To(e));
                 }
                 if n >= BUF_SIZE {
                     bulk = true;
@@ -214,7 +341,7 @@ async fn pump(
                     give_buffer(b);
                 }
             }
-            Err(e) => break Err(e),
+            Err(e) => break Err(PumpError::From(e)),
         }
     };
     if let Some(b) = buf.take() {

@@ -2,16 +2,21 @@
 //! socket towards the member chosen when the flow started. A flow ends after
 //! `timeout_client_data` without datagrams in either direction (60 s when
 //! that timeout is zero).
+//!
+//! Access logs: one record per flow, when it ends (idle, or the listener
+//! stopped), when switched on (see [`crate::access_log`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use crate::access_log::{note, ConnLog, Termination};
 use crate::io::{stopped, Activity};
 use crate::listener::ListenerShared;
 use crate::status::ActiveGuard;
@@ -22,6 +27,8 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 struct Flow {
     upstream: Arc<UdpSocket>,
     activity: Arc<Activity>,
+    /// Bytes from the client, kept only for the access log.
+    bytes_in: Option<Arc<AtomicU64>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -52,7 +59,10 @@ pub(crate) async fn serve(
                         None => continue,
                     },
                 };
-                shared.stats.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                if let Some(c) = &flow.bytes_in {
+                    c.fetch_add(n as u64, Ordering::Relaxed);
+                }
                 flow.activity.touch_now();
                 if let Err(e) = flow.upstream.send(&buf[..n]).await {
                     tracing::debug!(%peer, error = %e, "udp send to member failed");
@@ -71,15 +81,24 @@ async fn start_flow(
     ended: mpsc::UnboundedSender<SocketAddr>,
 ) -> Option<Flow> {
     let (routes, guard) = shared.admit(peer)?;
+    let bytes_in = shared.access_log.on().then(Arc::<AtomicU64>::default);
+    let mut log = bytes_in
+        .as_ref()
+        .map(|c| ConnLog::udp(peer, &routes, Some(c.clone())));
     let Some(pool) = routes.default_pool.clone() else {
+        note(&mut log, Termination::NoMember);
         shared.stats.error();
         return None;
     };
     let Some(lease) = pool.pick_for(peer, &mut Vec::new()) else {
+        note(&mut log, Termination::NoMember);
         shared.stats.error();
         return None;
     };
     let member = lease.backend.addr;
+    if let Some(log) = &mut log {
+        log.set_member(member, &lease.backend.id);
+    }
     let bind: SocketAddr = if member.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -88,6 +107,7 @@ async fn start_flow(
     let upstream = match UdpSocket::bind(bind).await {
         Ok(s) if s.connect(member).await.is_ok() => Arc::new(s),
         _ => {
+            note(&mut log, Termination::ProxyError);
             shared.stats.error();
             return None;
         }
@@ -104,16 +124,18 @@ async fn start_flow(
         shared.clone(),
         activity.clone(),
         idle,
-        (guard, lease, pool, ended),
+        (guard, lease, pool, ended, log),
     ));
     Some(Flow {
         upstream,
         activity,
+        bytes_in,
         task,
     })
 }
 
-/// Member -> client direction; ends the flow when idle.
+/// Member -> client direction; ends the flow when idle. The flow's access
+/// log record (in `held`) is emitted when this ends or is aborted.
 async fn relay_back(
     peer: SocketAddr,
     upstream: Arc<UdpSocket>,
@@ -126,22 +148,30 @@ async fn relay_back(
         crate::pool::Lease,
         Arc<crate::pool::PoolRuntime>,
         mpsc::UnboundedSender<SocketAddr>,
+        Option<Box<ConnLog>>,
     ),
 ) {
+    let (_guard, _lease, pool, ended, mut log) = held;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
             received = upstream.recv(&mut buf) => {
                 let Ok(n) = received else { continue };
                 activity.touch_now();
+                if let Some(log) = &mut log {
+                    log.member_sent(Instant::now());
+                }
                 if socket.send_to(&buf[..n], peer).await.is_ok() {
-                    shared.stats.bytes_out.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    shared.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some(log) = &mut log {
+                        log.add_bytes_out(n);
+                    }
                 }
             }
             _ = activity.idle(idle) => break,
         }
     }
-    let (_guard, _lease, pool, ended) = held;
+    note(&mut log, Termination::IdleTimeout);
     // SOURCE_IP persistence: the client's entry lives on from its last flow.
     pool.touch_source(peer);
     let _ = ended.send(peer);

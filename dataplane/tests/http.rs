@@ -547,3 +547,210 @@ async fn upgrade_is_passed_through() {
         .unwrap();
     assert_eq!(&echo, b"tunnelled");
 }
+
+/// An HTTP member behind a PROXY header: reads a v1 or v2 header, then
+/// answers every request of that connection with `src=<addr> dst=<addr>` as
+/// the header named them. Counts connections accepted and still open; a
+/// connection without a valid header is closed.
+struct ProxyMember {
+    addr: std::net::SocketAddr,
+    conns: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn read_proxy_header(
+    s: &mut tokio::net::TcpStream,
+) -> std::io::Result<(std::net::SocketAddr, std::net::SocketAddr)> {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad PROXY header");
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first).await?;
+    if first[0] == b'P' {
+        let mut line = vec![first[0]];
+        while !line.ends_with(b"\r\n") && line.len() < 108 {
+            s.read_exact(&mut first).await?;
+            line.push(first[0]);
+        }
+        let line = String::from_utf8(line).map_err(|_| bad())?;
+        let f: Vec<&str> = line.trim_end().split(' ').collect();
+        let [_, _, src, dst, sport, dport] = f[..] else {
+            return Err(bad());
+        };
+        let addr = |ip: &str, port: &str| -> std::io::Result<SocketAddr> {
+            Ok(SocketAddr::new(
+                ip.parse().map_err(|_| bad())?,
+                port.parse().map_err(|_| bad())?,
+            ))
+        };
+        return Ok((addr(src, sport)?, addr(dst, dport)?));
+    }
+    let mut fixed = [0u8; 15];
+    s.read_exact(&mut fixed).await?;
+    // Signature (12 bytes), version/command 0x21, TCP over IPv4 0x11, length.
+    if first[0] != b'\r' || &fixed[..11] != b"\n\r\n\0\r\nQUIT\n" || fixed[11..13] != [0x21, 0x11] {
+        return Err(bad());
+    }
+    let mut rest = vec![0u8; usize::from(u16::from_be_bytes([fixed[13], fixed[14]]))];
+    s.read_exact(&mut rest).await?;
+    let ip = |b: &[u8]| IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+    let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    Ok((
+        SocketAddr::new(ip(&rest[0..4]), port(&rest[8..10])),
+        SocketAddr::new(ip(&rest[4..8]), port(&rest[10..12])),
+    ))
+}
+
+impl ProxyMember {
+    async fn start() -> Self {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (conns, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, o) = (conns.clone(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                o.fetch_add(1, Ordering::SeqCst);
+                let o = o.clone();
+                tokio::spawn(async move {
+                    if let Ok((src, dst)) = read_proxy_header(&mut s).await {
+                        let said = format!("src={src} dst={dst}");
+                        let svc = hyper::service::service_fn(move |_req| {
+                            let body = said.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::from(body)),
+                                ))
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                            .await;
+                    }
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { addr, conns, open }
+    }
+}
+
+/// A keep-alive client connection of its own (so the test knows its address).
+async fn client_connection(
+    addr: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+) {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let local = s.local_addr().unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    (local, sender)
+}
+
+async fn say(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+) -> String {
+    use http_body_util::BodyExt;
+    sender.ready().await.unwrap();
+    let req = http::Request::get("/")
+        .header("host", "app.example.com")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into()
+}
+
+#[tokio::test]
+async fn proxy_pools_send_each_client_connections_own_proxy_header() {
+    let h = Harness::new();
+    let mut listeners = Vec::new();
+    let mut members = Vec::new();
+    for (id, protocol) in [("pp1", PoolProtocol::Proxy), ("pp2", PoolProtocol::ProxyV2)] {
+        let m = ProxyMember::start().await;
+        listeners.push(listener(
+            id,
+            ListenerProtocol::Http,
+            Some(pool(
+                id,
+                protocol,
+                LbAlgorithm::RoundRobin,
+                vec![member(&format!("{id}-m"), m.addr)],
+            )),
+        ));
+        members.push((id, m));
+    }
+    h.apply_ok(config(listeners)).await;
+
+    for (id, m) in &members {
+        let vip = h.addr(id);
+        let (a, mut to_a) = client_connection(vip).await;
+        let (b, mut to_b) = client_connection(vip).await;
+        // Each client connection's requests reach the member on a connection
+        // whose header names that client; keep-alive requests reuse it.
+        for _ in 0..2 {
+            assert_eq!(say(&mut to_a).await, format!("src={a} dst={vip}"), "{id}");
+            assert_eq!(say(&mut to_b).await, format!("src={b} dst={vip}"), "{id}");
+        }
+        assert_eq!(m.conns.load(Ordering::SeqCst), 2, "{id}: one per client");
+        // A's member connection is A's alone: it closes with A.
+        drop(to_a);
+        wait_for(
+            "A's member connection closed",
+            Duration::from_secs(5),
+            || async { m.open.load(Ordering::SeqCst) == 1 },
+        )
+        .await;
+        let (c, mut to_c) = client_connection(vip).await;
+        assert_eq!(say(&mut to_c).await, format!("src={c} dst={vip}"), "{id}");
+        assert_eq!(say(&mut to_b).await, format!("src={b} dst={vip}"), "{id}");
+        assert_eq!(m.conns.load(Ordering::SeqCst), 3, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn health_checks_of_proxy_pools_send_the_header_too() {
+    let h = Harness::new();
+    let m = ProxyMember::start().await;
+    let mut p = pool(
+        "hp",
+        PoolProtocol::ProxyV2,
+        LbAlgorithm::RoundRobin,
+        vec![member("hp-m", m.addr)],
+    );
+    p.health_monitor = Some(HealthMonitorConfig {
+        kind: HealthMonitorKind::Http {
+            method: "GET".into(),
+            url_path: "/".into(),
+            expected_codes: "200".into(),
+        },
+        delay: Duration::from_millis(20),
+        timeout: Duration::from_secs(1),
+        max_retries: 1,
+        max_retries_down: 1,
+        admin_state_up: true,
+    });
+    h.apply_ok(config(vec![listener(
+        "hl",
+        ListenerProtocol::Http,
+        Some(p),
+    )]))
+    .await;
+    // A check without the header would be closed by the member: ERROR.
+    wait_for("member ONLINE", Duration::from_secs(5), || async {
+        h.dp.member_health().get("hp-m") == Some(&OperatingStatus::Online)
+    })
+    .await;
+    let (c, mut to_c) = client_connection(h.addr("hl")).await;
+    let vip = h.addr("hl");
+    assert_eq!(say(&mut to_c).await, format!("src={c} dst={vip}"));
+}

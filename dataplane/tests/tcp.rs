@@ -398,3 +398,70 @@ async fn bulk_transfers_are_spliced_counted_and_half_closed() {
     assert_eq!(s.bytes_in, data.len() as u64);
     assert_eq!(s.bytes_out, data.len() as u64 + 2); // + "a\n"
 }
+
+async fn read_line(r: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> String {
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut line))
+        .await
+        .expect("no hang")
+        .unwrap();
+    line
+}
+
+#[tokio::test]
+async fn tcp_inspect_holds_silent_clients_back_from_members() {
+    use std::sync::atomic::Ordering;
+    let h = Harness::new();
+    let a = TcpBackend::start("a").await;
+    let mut l = listener(
+        "inspect",
+        ListenerProtocol::Tcp,
+        Some(pool(
+            "p",
+            PoolProtocol::Tcp,
+            LbAlgorithm::RoundRobin,
+            vec![member("a", a.addr)],
+        )),
+    );
+    l.timeouts.tcp_inspect = Duration::from_secs(60);
+    h.apply_ok(config(vec![l.clone()])).await;
+    let vip = h.addr("inspect");
+    // A client that says nothing is held; one that speaks goes through at once.
+    let mut silent = tokio::io::BufReader::new(tokio::net::TcpStream::connect(vip).await.unwrap());
+    let mut talker = tokio::io::BufReader::new(tokio::net::TcpStream::connect(vip).await.unwrap());
+    talker.get_mut().write_all(b"hi\n").await.unwrap();
+    assert_eq!(read_line(&mut talker).await, "a\n");
+    assert_eq!(read_line(&mut talker).await, "hi\n");
+    wait_for("both admitted", Duration::from_secs(5), || async {
+        h.dp.stats()["inspect"].active_connections == 2
+    })
+    .await;
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 1, "only the talker");
+
+    // A client that leaves during inspection never reaches a member.
+    drop(tokio::net::TcpStream::connect(vip).await.unwrap());
+    wait_for("the quitter is gone", Duration::from_secs(5), || async {
+        let s = h.dp.stats()["inspect"];
+        (s.total_connections, s.active_connections) == (3, 2)
+    })
+    .await;
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 1);
+
+    // The silent client speaks: now it reaches the member, its bytes intact.
+    silent.get_mut().write_all(b"late\n").await.unwrap();
+    assert_eq!(read_line(&mut silent).await, "a\n");
+    assert_eq!(read_line(&mut silent).await, "late\n");
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 2);
+
+    // With a short delay, a client that never speaks reaches the member once
+    // it has passed (a server-speaks-first protocol gets its greeting late).
+    l.timeouts.tcp_inspect = Duration::from_millis(200);
+    assert_eq!(
+        h.apply_ok(config(vec![l])).await["inspect"],
+        ListenerChange::Updated
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(tcp_name(vip).await.as_deref(), Some("a"));
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 3);
+}

@@ -111,3 +111,35 @@ async fn source_ip_persistence_outlives_flows_for_its_timeout() {
     let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
     assert_eq!(ask(&c, vip, "later").await, "b:later");
 }
+
+#[tokio::test]
+async fn proxy_pool_on_a_udp_listener_is_refused_and_the_old_config_keeps_serving() {
+    let h = Harness::new();
+    let a = udp_backend("a").await;
+    let good = listener(
+        "u",
+        ListenerProtocol::Udp,
+        Some(pool(
+            "p",
+            PoolProtocol::Udp,
+            LbAlgorithm::RoundRobin,
+            vec![member("a", a)],
+        )),
+    );
+    h.apply_ok(config(vec![good.clone()])).await;
+    let mut bad = good.clone();
+    bad.default_pool.as_mut().unwrap().protocol = PoolProtocol::ProxyV2;
+    let results = h.dp.apply(config(vec![bad])).await;
+    match &results[0].outcome {
+        Err(DataplaneError::InvalidConfig { field, reason }) => {
+            assert_eq!(*field, "pool.protocol");
+            assert!(
+                reason.contains("pool p") && reason.contains("UDP"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    assert_eq!(ask(&c, h.addr("u"), "still").await, "a:still");
+}

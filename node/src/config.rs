@@ -70,6 +70,9 @@ pub struct NodeConfig {
     /// Raft timings.
     #[serde(default)]
     pub raft: RaftTimings,
+    /// Data plane settings local to this node.
+    #[serde(default)]
+    pub dataplane: DataplaneSettings,
 }
 
 fn default_admin() -> SocketAddr {
@@ -135,6 +138,16 @@ impl Default for RaftTimings {
             election_timeout_max_ms: 500,
         }
     }
+}
+
+/// `[dataplane]`: data plane settings local to this node (not replicated).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneSettings {
+    /// One structured record per HTTP request, TCP connection and UDP flow,
+    /// logged with target `fulcrum::access` at INFO (default: off).
+    #[serde(default)]
+    pub access_log: bool,
 }
 
 /// A checked configuration, in the types the node runs with.
@@ -344,6 +357,25 @@ last = "127.0.10.250"
         assert_eq!(c.tokens[0].role, Role::Admin);
         assert_eq!(c.vip_subnets[0].name, "private-subnet");
         assert_eq!(c.file.admin_listen.port(), ADMIN_PORT);
+    }
+
+    #[test]
+    fn dataplane_access_log_is_off_unless_set() {
+        assert!(!parse(GOOD).unwrap().file.dataplane.access_log);
+        let on = format!("{GOOD}[dataplane]\naccess_log = true\n");
+        assert!(parse(&on).unwrap().file.dataplane.access_log);
+        let off = format!("{GOOD}[dataplane]\naccess_log = false\n");
+        assert!(!parse(&off).unwrap().file.dataplane.access_log);
+        for (bad, needle) in [
+            ("[dataplane]\naccess_log = \"yes\"\n", "access_log"),
+            (
+                "[dataplane]\naccess_logs = true\n",
+                "unknown field `access_logs`",
+            ),
+        ] {
+            let err = parse(&format!("{GOOD}{bad}")).expect_err(bad).to_string();
+            assert!(err.contains(needle), "'{err}' should mention '{needle}'");
+        }
     }
 
     #[test]

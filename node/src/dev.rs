@@ -55,6 +55,7 @@ fn dev_config(args: &DevArgs, token_hash: String) -> NodeConfig {
         }],
         quota_defaults: Default::default(),
         raft: Default::default(),
+        dataplane: Default::default(),
     }
 }
 

@@ -394,6 +394,7 @@ pub async fn hold<H: VipHolder>(
             lease_was_valid = lease;
         }
         holder.renew_lease(lease_deadline(&status, lease, timings.lease));
+        let pass_started = Instant::now();
         if raft.read_local(|app| announced_vips.refresh(app, &subnets)) {
             // Every announced VIP stays local (on lo) on every node.
             let local: BTreeSet<HeldVip> = announced_vips
@@ -402,7 +403,7 @@ pub async fn hold<H: VipHolder>(
                 .map(|a| a.vip.clone())
                 .collect();
             holder.set_local(&local).await;
-            mine = announced_vips
+            let placed_here: Vec<(String, HeldVip, bool)> = announced_vips
                 .by_lb
                 .iter()
                 .filter(|(_, a)| a.owner == Some(me))
@@ -414,9 +415,21 @@ pub async fn hold<H: VipHolder>(
                     )
                 })
                 .collect();
+            if placed_here != mine {
+                tracing::debug!(
+                    node_id = me,
+                    revision = ?announced_vips.revision,
+                    placed_here = ?placed_here.iter().map(|(id, v, t)| (id.as_str(), v.address, *t)).collect::<Vec<_>>(),
+                    "VIPs placed on this node changed"
+                );
+                mine = placed_here;
+            }
             let ids: std::collections::HashSet<&str> =
                 mine.iter().map(|(id, _, _)| id.as_str()).collect();
             owned_since.retain(|id, _| ids.contains(id.as_str()));
+        }
+        if pass_started.elapsed() > timings.lease {
+            tracing::warn!(node_id = me, took = ?pass_started.elapsed(), "VIP holding pass was slow");
         }
         let mut now_held = BTreeSet::new();
         for (id, vip, taken_over) in &mine {
@@ -426,7 +439,11 @@ pub async fn hold<H: VipHolder>(
             }
         }
         if now_held != held {
-            tracing::info!(node_id = me, held = now_held.len(), "VIPs held changed");
+            tracing::info!(
+                node_id = me,
+                held = ?now_held.iter().map(|v| v.address).collect::<Vec<_>>(),
+                "VIPs held changed"
+            );
             holder.set_held(&now_held).await;
             held = now_held;
         }

@@ -118,14 +118,16 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
     };
     let peer = tokio::spawn({
         let raft = raft.clone();
-        let rx = shutdown.clone();
-        async move { raft.serve_peer(peer_listener, stop(rx)).await }
+        // Serves until Raft shuts down: a stopping node still takes part while it hands its
+        // leadership and VIPs over and drains.
+        async move { raft.serve_peer(peer_listener, std::future::pending()).await }
     });
     raft.initialize_if_fresh()
         .await
         .context("cannot initialize the cluster")?;
 
     let dataplane = Dataplane::new(stop(shutdown.clone()));
+    dataplane.set_access_log(file.dataplane.access_log);
     let timings = OwnershipTimings::from_heartbeat(Duration::from_millis(file.raft.heartbeat_ms));
     let store = RaftStore {
         raft: raft.clone(),
@@ -244,8 +246,10 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
     for task in loops {
         let _ = task.await;
     }
-    // Graceful stop: hand this node's VIPs to the others, then let established
-    // connections finish (bounded), then remove the addresses and leave the cluster.
+    // Graceful stop: hand leadership (so no election timeout is needed) and this node's VIPs
+    // to the others, then let established connections finish (bounded), then remove the
+    // addresses and leave the cluster.
+    raft.step_down(Duration::from_secs(1)).await;
     release_vips(&raft).await;
     let open = dataplane.drained(DRAIN_TIMEOUT).await;
     if open > 0 {

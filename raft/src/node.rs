@@ -449,6 +449,53 @@ impl<A: App> RaftNode<A> {
         self.on_leader(Op::ChangeVoters(voters)).await.map(|_| ())
     }
 
+    /// If this node leads, hands leadership to the most up-to-date voter that acknowledged
+    /// within an election timeout, and waits (at most `within`) until another node leads.
+    /// Returns the new leader, or `None` if this node did not lead or no one took over.
+    /// A stopping leader calls this first, so the cluster needs no election timeout to go on.
+    pub async fn step_down(&self, within: Duration) -> Option<u64> {
+        let status = self.status();
+        if status.role != Role::Leader {
+            return None;
+        }
+        let recent = Duration::from_millis(self.inner.config.election_timeout_min_ms);
+        let target = status
+            .replication
+            .as_ref()?
+            .iter()
+            .filter(|(id, p)| {
+                **id != self.inner.id
+                    && status.voters.contains_key(id)
+                    && p.last_ack_age.is_some_and(|age| age < recent)
+            })
+            .max_by_key(|(id, p)| (p.matched_index, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)?;
+        if let Err(e) = self.inner.raft.trigger().transfer_leader(target).await {
+            tracing::warn!(node_id = self.inner.id, error = %e, "cannot hand leadership over");
+            return None;
+        }
+        let me = self.inner.id;
+        let changed = self
+            .inner
+            .raft
+            .wait(Some(within))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != me),
+                "another node leads",
+            )
+            .await;
+        match changed {
+            Ok(m) => {
+                tracing::info!(node_id = me, new_leader = ?m.current_leader, "handed leadership over");
+                m.current_leader
+            }
+            Err(e) => {
+                tracing::warn!(node_id = me, error = %e, "leadership hand-over did not complete");
+                None
+            }
+        }
+    }
+
     /// Stop the Raft node and the peer server started by [`serve_peer`](Self::serve_peer), and
     /// wait (up to 10 s) for RocksDB to close, so the data directory can be reopened.
     pub async fn shutdown(&self) -> Result<(), RaftError> {

@@ -62,8 +62,8 @@ pub(crate) struct MemberState {
     health: AtomicU8,
     /// Connections (L4) or in-flight requests (L7) currently using the member.
     pub(crate) active: AtomicUsize,
-    /// Idle pooled HTTP connections to the member (L7).
-    pub(crate) idle: crate::member_pool::IdleConns,
+    /// Idle pooled HTTP connections to the member (L7), shared by all clients.
+    pub(crate) idle: Arc<crate::member_pool::IdleConns>,
 }
 
 impl MemberState {

@@ -6,6 +6,12 @@
 //! haproxy) and its first success marks it ONLINE at once; `fall` consecutive
 //! failures mark it ERROR, after which `rise` consecutive successes are
 //! needed to bring it back.
+//!
+//! Members of `PROXY` / `PROXYV2` pools expect a PROXY header first on every
+//! connection, so TCP-based checks send one (naming the check connection's
+//! own ends) unless the member has a `monitor_address` or `monitor_port`:
+//! HAProxy's default for `send-proxy` servers (`check-send-proxy` is implied
+//! unless `addr` or `port` is set).
 
 mod icmp;
 mod tls;
@@ -18,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::broadcast;
 
@@ -26,6 +32,7 @@ use crate::balancer::{Backend, Health};
 use crate::config::{HealthMonitorConfig, HealthMonitorKind};
 use crate::error::DataplaneError;
 use crate::pool::PoolRuntime;
+use crate::proxy_protocol::ProxyVersion;
 use crate::status::OperatingStatus;
 
 /// A member's operating status changed (published on [`crate::Dataplane::subscribe_health`]).
@@ -124,6 +131,12 @@ pub(crate) async fn monitor_member(
     events: broadcast::Sender<HealthEvent>,
 ) {
     let target = backend.config.monitor_addr();
+    let own_target =
+        backend.config.monitor_address.is_none() && backend.config.monitor_port.is_none();
+    let proxy = pool
+        .upgrade()
+        .and_then(|p| ProxyVersion::of(p.config.protocol))
+        .filter(|_| own_target);
     let expected = match &hm.kind {
         HealthMonitorKind::Http { expected_codes, .. }
         | HealthMonitorKind::Https { expected_codes, .. } => {
@@ -138,7 +151,7 @@ pub(crate) async fn monitor_member(
         interval.tick().await;
         let ok = tokio::time::timeout(
             hm.timeout,
-            check(&hm.kind, target, expected.as_ref(), hm.timeout),
+            check(&hm.kind, target, proxy, expected.as_ref(), hm.timeout),
         )
         .await
         .unwrap_or(false);
@@ -175,9 +188,11 @@ pub(crate) async fn monitor_member(
 }
 
 /// One check; `false` on any failure. The caller bounds it by `timeout`.
+/// `proxy`: send this PROXY header first on TCP-based checks.
 async fn check(
     kind: &HealthMonitorKind,
     target: SocketAddr,
+    proxy: Option<ProxyVersion>,
     expected: Option<&ExpectedCodes>,
     timeout: Duration,
 ) -> bool {
@@ -191,9 +206,15 @@ async fn check(
         }
         _ => {}
     }
-    let Ok(stream) = TcpStream::connect(target).await else {
+    let Ok(mut stream) = TcpStream::connect(target).await else {
         return false;
     };
+    if let Some(v) = proxy {
+        let src = stream.local_addr().unwrap_or(target);
+        if stream.write_all(&v.header(src, target)).await.is_err() {
+            return false;
+        }
+    }
     match kind {
         HealthMonitorKind::Http {
             method, url_path, ..
