@@ -285,7 +285,7 @@ impl Drop for ArpRequester {
 /// A packet socket bound to `interface` (protocol 0: it receives nothing) and the
 /// interface's MAC. The interface's `sockaddr_ll` comes from getifaddrs, so no address
 /// structure is built by hand.
-fn open_sender(interface: &str) -> Result<(std::os::fd::OwnedFd, [u8; 6]), String> {
+pub(crate) fn open_sender(interface: &str) -> Result<(std::os::fd::OwnedFd, [u8; 6]), String> {
     let link: LinkAddr = nix::ifaddrs::getifaddrs()
         .map_err(|e| format!("getifaddrs: {e}"))?
         .filter(|a| a.interface_name == interface)

@@ -9,7 +9,7 @@
 //! one never claims again, and nobody else ever claims).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use fulcrum_proto::v1::{
@@ -25,6 +25,8 @@ use crate::stats::ms;
 
 /// The VIP subnet every lab node has (see the lab's node configs).
 pub const LAB_VIP_SUBNET: &str = "lab";
+/// The IPv6 VIP subnet of labs with IPv6 ([`crate::LabConfig::ipv6`]).
+pub const LAB6_VIP_SUBNET: &str = "lab6";
 /// Port of the TCP listener.
 pub const TCP_PORT: u16 = 80;
 /// Port of the HTTP listener.
@@ -44,6 +46,11 @@ pub const ALL_BACKENDS: [&str; 4] = ["b1", "b2", "www1", "www2"];
 /// an HTTP listener on 8080 whose default pool is `www1` and whose HOST_NAME policy sends
 /// `www2.example.com` to `www2`.
 pub fn lb_tree(name: &str, backends: &Backends) -> LoadBalancerCreate {
+    lb_tree_on(name, backends, LAB_VIP_SUBNET)
+}
+
+/// [`lb_tree`] with its VIP from VIP subnet `subnet`.
+pub fn lb_tree_on(name: &str, backends: &Backends, subnet: &str) -> LoadBalancerCreate {
     let member = |b: &str| {
         let a = backends.addr(b);
         MemberCreate {
@@ -67,7 +74,7 @@ pub fn lb_tree(name: &str, backends: &Backends) -> LoadBalancerCreate {
     LoadBalancerCreate {
         name: name.to_string(),
         description: "VIP failover chaos test".into(),
-        vip_subnet_id: LAB_VIP_SUBNET.into(),
+        vip_subnet_id: subnet.into(),
         listeners: vec![
             ListenerCreate {
                 name: format!("{name}-tcp"),
@@ -133,12 +140,66 @@ impl VipLb {
 
 /// Creates [`lb_tree`] through any reachable node (retrying for up to 20 s).
 pub async fn create_vip_lb(lab: &Lab, name: &str, backends: &Backends) -> Result<VipLb, String> {
+    let (id, vip) = create_lb_on(lab, name, backends, LAB_VIP_SUBNET).await?;
+    match vip {
+        IpAddr::V4(vip) => Ok(VipLb {
+            id,
+            name: name.to_string(),
+            vip,
+        }),
+        IpAddr::V6(v) => Err(format!("{name}: IPv6 VIP {v} on subnet {LAB_VIP_SUBNET}")),
+    }
+}
+
+/// A load balancer with an IPv6 VIP.
+#[derive(Debug, Clone)]
+pub struct Vip6Lb {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its VIP.
+    pub vip: Ipv6Addr,
+}
+
+impl Vip6Lb {
+    /// The TCP listener's address.
+    pub fn tcp(&self) -> SocketAddr {
+        SocketAddr::new(self.vip.into(), TCP_PORT)
+    }
+    /// The HTTP listener's address.
+    pub fn http(&self) -> SocketAddr {
+        SocketAddr::new(self.vip.into(), HTTP_PORT)
+    }
+}
+
+/// Creates [`lb_tree`] with an IPv6 VIP (subnet [`LAB6_VIP_SUBNET`]; the lab needs IPv6).
+pub async fn create_vip6_lb(lab: &Lab, name: &str, backends: &Backends) -> Result<Vip6Lb, String> {
+    let (id, vip) = create_lb_on(lab, name, backends, LAB6_VIP_SUBNET).await?;
+    match vip {
+        IpAddr::V6(vip) => Ok(Vip6Lb {
+            id,
+            name: name.to_string(),
+            vip,
+        }),
+        IpAddr::V4(v) => Err(format!("{name}: IPv4 VIP {v} on subnet {LAB6_VIP_SUBNET}")),
+    }
+}
+
+/// Creates [`lb_tree_on`] `subnet` through any reachable node (retrying for up to 20 s);
+/// returns its id and VIP.
+pub async fn create_lb_on(
+    lab: &Lab,
+    name: &str,
+    backends: &Backends,
+    subnet: &str,
+) -> Result<(String, IpAddr), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = String::new();
     while Instant::now() < deadline {
         for id in lab.reachable_nodes() {
             let addr = lab.admin_addr(id);
-            let req = lb_tree(name, backends);
+            let req = lb_tree_on(name, backends, subnet);
             let r = lab
                 .client()
                 .run(async move { client::create_lb_tree(addr, req, Duration::from_secs(5)).await })
@@ -149,11 +210,7 @@ pub async fn create_vip_lb(lab: &Lab, name: &str, backends: &Backends) -> Result
                         .vip_address
                         .parse()
                         .map_err(|e| format!("VIP {:?}: {e}", lb.vip_address))?;
-                    return Ok(VipLb {
-                        id: lb.id,
-                        name: name.to_string(),
-                        vip,
-                    });
+                    return Ok((lb.id, vip));
                 }
                 // A retry after an unknown outcome may meet the first attempt's object.
                 Err(e) if e.contains("AlreadyExists") || e.contains("already") => {
@@ -247,7 +304,15 @@ pub async fn failover(lab: &Lab, id: &str) -> Result<LoadBalancer, String> {
 /// its pool, the HTTP listener from `www1` and, for `www2.example.com`, from `www2`.
 /// Returns the TCP backends seen.
 pub async fn check_routing(lab: &Lab, lb: &VipLb) -> Result<BTreeSet<String>, String> {
-    let (tcp, http) = (lb.tcp(), lb.http());
+    check_routing_at(lab, lb.tcp(), lb.http()).await
+}
+
+/// [`check_routing`] for the listeners at `tcp` and `http`.
+pub async fn check_routing_at(
+    lab: &Lab,
+    tcp: SocketAddr,
+    http: SocketAddr,
+) -> Result<BTreeSet<String>, String> {
     lab.client()
         .run(async move {
             let t = Duration::from_secs(2);
@@ -280,7 +345,8 @@ pub async fn check_routing(lab: &Lab, lb: &VipLb) -> Result<BTreeSet<String>, St
 
 /// The MAC the client namespace's neighbour cache holds for `vip` now, with the entry's
 /// state (e.g. `REACHABLE`), if it has one.
-pub fn client_neighbour(lab: &Lab, vip: Ipv4Addr) -> Option<(String, String)> {
+pub fn client_neighbour(lab: &Lab, vip: impl Into<IpAddr>) -> Option<(String, String)> {
+    let vip: IpAddr = vip.into();
     let out =
         crate::netns::ip_stdout(&["-n", lab.client_netns(), "neigh", "show", &vip.to_string()])
             .ok()?;
@@ -525,6 +591,47 @@ pub fn check_handover(
     out
 }
 
+/// Checks that the claims of one VIP follow a succession of owners, whatever their number:
+/// once another MAC has claimed after a MAC, that MAC never claims again (`a* b* c*`, each MAC
+/// in one run). Returns one message per violating claim run (times relative to `t0`). For a
+/// single move this is [`check_handover`] without knowing the owners.
+pub fn check_succession(
+    claims: &[Claim],
+    t0: Instant,
+    who: impl Fn(&str) -> String,
+) -> Vec<String> {
+    let mut superseded: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut current: Option<&Claim> = None;
+    let mut out = Vec::new();
+    let mut last_bad: Option<String> = None;
+    for c in claims {
+        match current {
+            Some(cur) if cur.mac == c.mac => {}
+            Some(cur) => {
+                superseded.insert(cur.mac.clone(), c.at);
+                if let Some(since) = superseded.get(&c.mac) {
+                    let msg = format!(
+                        "{} claimed the VIP again at {} ms after {} had taken it over ({} ms)",
+                        who(&c.mac),
+                        signed_ms(c.at, t0),
+                        who(&cur.mac),
+                        signed_ms(*since, t0)
+                    );
+                    if last_bad.as_deref() != Some(c.mac.as_str()) {
+                        out.push(msg);
+                    }
+                    last_bad = Some(c.mac.clone());
+                } else {
+                    last_bad = None;
+                }
+                current = Some(c);
+            }
+            None => current = Some(c),
+        }
+    }
+    out
+}
+
 /// How long after a request its replies count as answers to it.
 pub const REPLY_WINDOW: Duration = Duration::from_millis(40);
 
@@ -596,6 +703,28 @@ mod tests {
         assert_eq!(check_handover(&third, fault, "a", "b", who).len(), 2);
         let same = [c(t0, 0, "a"), c(t0, 400, "a")];
         assert!(check_handover(&same, fault, "a", "a", who).is_empty());
+    }
+
+    #[test]
+    fn succession_of_owners() {
+        let t0 = Instant::now();
+        let who = |m: &str| m.to_string();
+        let good = [
+            c(t0, 0, "a"),
+            c(t0, 10, "a"),
+            c(t0, 20, "b"),
+            c(t0, 30, "c"),
+        ];
+        assert!(check_succession(&good, t0, who).is_empty());
+        let flap = [
+            c(t0, 0, "a"),
+            c(t0, 20, "b"),
+            c(t0, 30, "a"),
+            c(t0, 40, "b"),
+        ];
+        let v = check_succession(&flap, t0, who);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v[0].starts_with("a claimed"), "{v:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,7 +17,9 @@ use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 
 use crate::client::{self, LbSummary, ADMIN_TOKEN};
-use crate::netns::{ip, ip_output, ip_stdout, NetnsRuntime, NETNS_DIR};
+use crate::delay::{DelayStats, Delayer};
+use crate::netns::{enter_netns, ip, ip_output, ip_stdout, NetnsRuntime, NETNS_DIR};
+use crate::nft::{Family, Hook, Match, QueueRule};
 
 /// A node's Raft id (1-based, as in the config files).
 pub type NodeId = u64;
@@ -63,6 +65,9 @@ pub struct LabConfig {
     pub raft_ms: Option<(u64, u64, u64)>,
     /// `FULCRUM_LOG` of the nodes (default: `$FULCRUM_CHAOS_LOG`, else `info,openraft=warn`).
     pub log_filter: String,
+    /// IPv6 on the lab's link too: every namespace gets `fd77:0:K::<host>/64` on `eth0`
+    /// (no DAD), and the nodes a second VIP subnet `lab6` (`fd77:0:K::200-250`, `eth0`).
+    pub ipv6: bool,
 }
 
 impl Default for LabConfig {
@@ -72,6 +77,7 @@ impl Default for LabConfig {
             raft_ms: None,
             log_filter: std::env::var("FULCRUM_CHAOS_LOG")
                 .unwrap_or_else(|_| "info,openraft=warn".into()),
+            ipv6: false,
         }
     }
 }
@@ -100,6 +106,40 @@ struct NodeProc {
     starts: u32,
 }
 
+/// What [`Lab::watch_leader_for`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct LeaderLog {
+    /// (term, leader) in the order seen.
+    pub leaders: Vec<(u64, NodeId)>,
+    /// The longest stretch without a leader a quorum agreed on.
+    pub longest_leaderless: Duration,
+}
+
+impl LeaderLog {
+    /// `term 3: node 1, term 4: node 2`.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .leaders
+            .iter()
+            .map(|(t, l)| format!("term {t}: node {l}"))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// A delayer running in one node's namespace.
+struct NodeDelay {
+    /// The node whose namespace holds the rules and the queue.
+    at: NodeId,
+    /// The peer for a pair delay (`None`: the node's whole link).
+    peer: Option<NodeId>,
+    delayer: Delayer,
+}
+
 /// A partition rule installed in one namespace: drop everything arriving from `from`.
 struct DropRule {
     ns: String,
@@ -125,9 +165,37 @@ pub struct Lab {
     rules: Vec<DropRule>,
     next_pref: u32,
     cut: BTreeSet<NodeId>,
+    delays: Vec<NodeDelay>,
+    next_queue: u16,
 }
 
 static LABS_IN_PROCESS: AtomicU32 = AtomicU32::new(0);
+
+/// Whether a test fails on violations that reproduce an open product bug it names
+/// (`FULCRUM_CHAOS_KNOWN_BUGS=1`); otherwise [`known_bug`] prints them loudly and the test
+/// goes on to its other checks.
+pub fn known_bugs_fail() -> bool {
+    std::env::var_os("FULCRUM_CHAOS_KNOWN_BUGS").is_some_and(|v| v != "0")
+}
+
+/// Reports `violations` that reproduce the open product bug `bug`: a loud banner, and with
+/// `FULCRUM_CHAOS_KNOWN_BUGS=1` a failure of the test (logs kept).
+pub fn known_bug(lab: &Lab, test: &str, bug: &str, violations: &[String]) {
+    if violations.is_empty() {
+        return;
+    }
+    let text = format!(
+        "{test}: {} violation(s) reproducing the open bug \"{bug}\":\n{}",
+        violations.len(),
+        violations.join("\n")
+    );
+    if known_bugs_fail() {
+        lab.fail(&text);
+    }
+    say(&format!(
+        "\n**********\nKNOWN OPEN BUG (not failing the test; FULCRUM_CHAOS_KNOWN_BUGS=1 makes it fail): {text}\n**********"
+    ));
+}
 
 /// Writes a line straight to the process's stderr, past the test harness's output capture,
 /// so SKIPPED lines and measurements show up in `cargo test` output.
@@ -189,6 +257,8 @@ impl Lab {
             rules: Vec::new(),
             next_pref: RULE_PREF_BASE,
             cut: BTreeSet::new(),
+            delays: Vec::new(),
+            next_queue: 0,
         };
         // From here on, Drop undoes whatever was built.
         lab.build_network()?;
@@ -215,6 +285,22 @@ impl Lab {
         ip(&["-n", &lab_ns, "link", "set", "lo", "up"]).map_err(LabError::Failed)?;
         ip(&["-n", &lab_ns, "link", "add", "br0", "type", "bridge"]).map_err(LabError::Failed)?;
         ip(&["-n", &lab_ns, "link", "set", "br0", "up"]).map_err(LabError::Failed)?;
+        if self.cfg.ipv6 {
+            // Flood IPv6 multicast (neighbour solicitations) to every port rather than only
+            // to ports a host's MLD report registered: no querier runs on this bridge.
+            ip(&[
+                "-n",
+                &lab_ns,
+                "link",
+                "set",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ])
+            .map_err(LabError::Failed)?;
+        }
         let mut hosts: Vec<(String, String, Ipv4Addr)> = Vec::new();
         for id in 1..=self.cfg.nodes {
             hosts.push((
@@ -231,6 +317,17 @@ impl Lab {
         ));
         for (ns, port, addr) in &hosts {
             self.add_netns(ns)?;
+            if self.cfg.ipv6 {
+                // No DAD: addresses (link-local too) are usable at once.
+                set_sysctls(
+                    ns,
+                    &[
+                        ("net/ipv6/conf/all/accept_dad", "0"),
+                        ("net/ipv6/conf/default/accept_dad", "0"),
+                    ],
+                )
+                .map_err(LabError::Failed)?;
+            }
             let cidr = format!("{addr}/24");
             for args in [
                 vec!["-n", ns, "link", "set", "lo", "up"],
@@ -256,6 +353,33 @@ impl Lab {
                 vec!["-n", ns, "rule", "del", "pref", "0"],
             ] {
                 ip(&args).map_err(LabError::Failed)?;
+            }
+            if self.cfg.ipv6 {
+                let host = addr.octets()[3];
+                let cidr6 = format!("{}/64", self.addr6(u16::from(host)));
+                ip(&["-n", ns, "addr", "add", &cidr6, "dev", "eth0", "nodad"])
+                    .map_err(LabError::Failed)?;
+            }
+        }
+        if self.cfg.ipv6 {
+            // IPv6 brings its addresses and prefix route up only once the link has carrier
+            // (a linkwatch event, up to a second later); until then IPv6 is unreachable.
+            let prefix = format!("{}/64", self.addr6(0));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            for (ns, _, _) in &hosts {
+                loop {
+                    let routes = ip_stdout(&["-n", ns, "-6", "route", "show", "dev", "eth0"])
+                        .unwrap_or_default();
+                    if routes.contains(&prefix) {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(LabError::Failed(format!(
+                            "no IPv6 route {prefix} in {ns} within 10 s"
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
         }
         let dir = self.log_dir().to_path_buf();
@@ -314,10 +438,20 @@ cidr = "{a}.{b}.{c}.0/24"
 first = "{a}.{b}.{c}.200"
 last = "{a}.{b}.{c}.250"
 interface = "eth0"
-{raft}"#,
+{lab6}{raft}"#,
                 id = n.id,
                 ip = n.ip,
                 data = self.log_dir().join(format!("data{}", n.id)).display(),
+                lab6 = if self.cfg.ipv6 {
+                    format!(
+                        "\n[[vip_subnets]]\nname = \"lab6\"\ncidr = \"{}/64\"\nfirst = \"{}\"\nlast = \"{}\"\ninterface = \"eth0\"\n",
+                        self.addr6(0),
+                        self.addr6(0x200),
+                        self.addr6(0x250)
+                    )
+                } else {
+                    String::new()
+                },
                 raft = match self.cfg.raft_ms {
                     None => String::new(),
                     Some((hb, emin, emax)) => format!(
@@ -335,6 +469,34 @@ interface = "eth0"
     fn addr(&self, host: u8) -> Ipv4Addr {
         let [a, b, c] = self.subnet;
         Ipv4Addr::new(a, b, c, host)
+    }
+
+    /// `fd77:0:K::<host>` (host in hex groups: `addr6(0x200)` is `fd77:0:K::200`).
+    fn addr6(&self, host: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd77, 0, u16::from(self.subnet[2]), 0, 0, 0, 0, host)
+    }
+
+    /// Whether the lab's link has IPv6 ([`LabConfig::ipv6`]).
+    pub fn has_ipv6(&self) -> bool {
+        self.cfg.ipv6
+    }
+
+    /// A node's IPv6 address on the lab bridge (labs with [`LabConfig::ipv6`]).
+    pub fn node_ip6(&self, id: NodeId) -> Ipv6Addr {
+        assert!(self.cfg.ipv6, "this lab has no IPv6");
+        self.addr6(u16::from(self.node(id).ip.octets()[3]))
+    }
+
+    /// The client namespace's IPv6 address (labs with [`LabConfig::ipv6`]).
+    pub fn client_ip6(&self) -> Ipv6Addr {
+        assert!(self.cfg.ipv6, "this lab has no IPv6");
+        self.addr6(100)
+    }
+
+    /// The watcher namespace's IPv6 address (labs with [`LabConfig::ipv6`]).
+    pub fn watcher_ip6(&self) -> Ipv6Addr {
+        assert!(self.cfg.ipv6, "this lab has no IPv6");
+        self.addr6(u16::from(WATCHER_HOST))
     }
 
     /// The node ids, 1..=n.
@@ -704,8 +866,118 @@ interface = "eth0"
         });
     }
 
-    /// Removes every partition rule and plugs every cut cable back in.
+    /// Loses every packet `from` sends to `to`, while `to` -> `from` still flows: a one-way
+    /// partition (the packets are dropped on arrival at `to`, see [`Lab::drop_from`]). Undone
+    /// by [`Lab::heal_all`].
+    pub fn cut_one_way(&mut self, from: NodeId, to: NodeId) {
+        self.drop_from(to, from);
+    }
+
+    /// Delays every IP packet node `id` sends on its link by `delay`, as netem on its `eth0`
+    /// would: each round trip with the node grows by `delay` (packets it receives are not
+    /// held). Replaces an earlier delay of the node. See [`crate::delay`].
+    pub fn delay(&mut self, id: NodeId, delay: Duration) {
+        self.delay_jitter(id, delay, Duration::ZERO);
+    }
+
+    /// [`Lab::delay`] with a uniform jitter of up to ±`jitter` per packet (order kept).
+    pub fn delay_jitter(&mut self, id: NodeId, delay: Duration, jitter: Duration) {
+        self.undelay(id);
+        self.start_delayer(id, None, delay, jitter);
+    }
+
+    /// Delays the packets between nodes `a` and `b` by `delay` in each direction (a round
+    /// trip between them grows by twice `delay`); their other traffic is not touched.
+    pub fn delay_between(&mut self, a: NodeId, b: NodeId, delay: Duration) {
+        assert_ne!(a, b, "a pair delay needs two nodes");
+        self.start_delayer(a, Some(b), delay, Duration::ZERO);
+        self.start_delayer(b, Some(a), delay, Duration::ZERO);
+    }
+
+    fn start_delayer(
+        &mut self,
+        at: NodeId,
+        peer: Option<NodeId>,
+        delay: Duration,
+        jitter: Duration,
+    ) {
+        let queue = self.next_queue;
+        self.next_queue += 1;
+        let mut families = vec![(Family::Ipv4, "ip")];
+        if self.cfg.ipv6 {
+            families.push((Family::Ipv6, "ip6"));
+        }
+        let rules = families
+            .into_iter()
+            .map(|(family, tag)| {
+                let mut matches = vec![Match::OutIface("eth0".into())];
+                if let Some(p) = peer {
+                    matches.push(Match::Daddr(match family {
+                        Family::Ipv4 => IpAddr::V4(self.node_ip(p)),
+                        Family::Ipv6 => IpAddr::V6(self.node_ip6(p)),
+                    }));
+                }
+                QueueRule {
+                    table: format!("chaos_delay_{tag}"),
+                    chain: "out".into(),
+                    family,
+                    hook: Hook::Output,
+                    matches,
+                    queue,
+                }
+            })
+            .collect();
+        let ns = self.node(at).ns.clone();
+        let delayer = Delayer::start(&ns, queue, rules, delay, jitter)
+            .unwrap_or_else(|e| panic!("delay node {at}'s link (peer {peer:?}) by {delay:?}: {e}"));
+        self.delays.push(NodeDelay { at, peer, delayer });
+    }
+
+    /// Removes every delay whose rules live in node `id`'s namespace (its link delay and its
+    /// side of pair delays); held packets are released at their due time. Returns what the
+    /// delayers did, added up.
+    pub fn undelay(&mut self, id: NodeId) -> DelayStats {
+        let (stop, keep): (Vec<NodeDelay>, Vec<NodeDelay>) = std::mem::take(&mut self.delays)
+            .into_iter()
+            .partition(|d| d.at == id);
+        self.delays = keep;
+        let mut total = DelayStats::default();
+        for d in stop {
+            total.add(&d.delayer.stop());
+        }
+        total
+    }
+
+    /// Removes every delay.
+    pub fn undelay_all(&mut self) -> DelayStats {
+        let mut total = DelayStats::default();
+        for id in self.node_ids() {
+            total.add(&self.undelay(id));
+        }
+        total
+    }
+
+    /// Packets delayed so far by the delays in node `id`'s namespace.
+    pub fn delayed_packets(&self, id: NodeId) -> u64 {
+        self.delays
+            .iter()
+            .filter(|d| d.at == id)
+            .map(|d| d.delayer.packets())
+            .sum()
+    }
+
+    /// The delays in force: (node whose sends are held, peer or `None` for its whole link,
+    /// delay).
+    pub fn delays(&self) -> Vec<(NodeId, Option<NodeId>, Duration)> {
+        self.delays
+            .iter()
+            .map(|d| (d.at, d.peer, d.delayer.delay()))
+            .collect()
+    }
+
+    /// Removes every partition rule and every delay, and plugs every cut cable back in.
     pub fn heal_all(&mut self) {
+        self.undelay_all();
         for r in std::mem::take(&mut self.rules) {
             if let Err(e) = ip(&["-n", &r.ns, "rule", "del", "pref", &r.pref.to_string()]) {
                 panic!("remove partition rule (from {}) in {}: {e}", r.from, r.ns);
@@ -813,6 +1085,33 @@ interface = "eth0"
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Polls the leader every 50 ms for `hold` (failing at once on a crash): the leaders seen,
+    /// in order, and the longest stretch without one a quorum agrees on.
+    pub async fn watch_leader_for(&self, hold: Duration) -> LeaderLog {
+        let start = Instant::now();
+        let mut log = LeaderLog::default();
+        let mut leaderless_since: Option<Instant> = None;
+        while start.elapsed() < hold {
+            self.check_no_crash();
+            match self.leader().await {
+                Some((l, t)) => {
+                    if log.leaders.last() != Some(&(t, l)) {
+                        log.leaders.push((t, l));
+                    }
+                    if let Some(since) = leaderless_since.take() {
+                        log.longest_leaderless = log.longest_leaderless.max(since.elapsed());
+                    }
+                }
+                None => {
+                    let since = *leaderless_since.get_or_insert_with(Instant::now);
+                    log.longest_leaderless = log.longest_leaderless.max(since.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        log
     }
 
     /// Waits (up to 20 s) for a leader a quorum agrees on; returns it and its term.
@@ -953,6 +1252,10 @@ impl Drop for Lab {
                 let _ = c.wait();
             }
         }
+        // Delayer threads live in node namespaces: stop them before the namespaces go.
+        for d in std::mem::take(&mut self.delays) {
+            let _ = d.delayer.stop();
+        }
         self.client = None;
         for ns in self.namespaces.iter().rev() {
             let _ = ip_output(&["netns", "del", ns]);
@@ -967,6 +1270,26 @@ impl Drop for Lab {
             }
         }
     }
+}
+
+/// Writes sysctls (`net/...` paths under `/proc/sys`) in a namespace, from a thread that
+/// entered it (the `net` sysctls a thread sees are its namespace's).
+fn set_sysctls(ns: &str, values: &[(&str, &str)]) -> Result<(), String> {
+    let ns = ns.to_string();
+    let values: Vec<(String, String)> = values
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    std::thread::spawn(move || -> Result<(), String> {
+        enter_netns(&ns).map_err(|e| format!("setns into {ns}: {e}"))?;
+        for (k, v) in values {
+            std::fs::write(format!("/proc/sys/{k}"), &v)
+                .map_err(|e| format!("sysctl {k}={v} in {ns}: {e}"))?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "sysctl thread panicked".to_string())?
 }
 
 /// Checks what a lab needs: root, `ip`, and network namespaces that can be made.

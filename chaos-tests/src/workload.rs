@@ -18,6 +18,24 @@ use crate::lab::{Lab, NodeId};
 use crate::netns::NetnsRuntime;
 use crate::stats::ms;
 
+/// The longest stretch within `[from, to)` in which no write was acknowledged (the
+/// boundaries count as acknowledgements).
+pub fn longest_ack_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
+    let mut times: Vec<Instant> = acks
+        .iter()
+        .map(|a| a.acked)
+        .filter(|t| *t >= from && *t < to)
+        .collect();
+    times.push(from);
+    times.push(to);
+    times.sort();
+    times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default()
+}
+
 /// Per-call deadline of a write.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 

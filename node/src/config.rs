@@ -134,8 +134,8 @@ impl Default for RaftTimings {
     fn default() -> Self {
         Self {
             heartbeat_ms: 50,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 500,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 300,
         }
     }
 }
@@ -290,13 +290,18 @@ impl NodeConfig {
             l7rule: q.l7rule,
         };
         let r = &self.raft;
+        // A follower stands for election only after the leader's Raft lease
+        // (election_timeout_max_ms) and then a random election timeout have passed without a
+        // heartbeat; a VIP lease (four heartbeats) must run out well within the Raft lease, so
+        // a deposed leader has let its VIPs go before anyone else can lead.
         if r.heartbeat_ms == 0
-            || r.election_timeout_min_ms <= 4 * r.heartbeat_ms
+            || r.election_timeout_min_ms < 2 * r.heartbeat_ms
+            || r.election_timeout_max_ms <= 4 * r.heartbeat_ms
             || r.election_timeout_max_ms <= r.election_timeout_min_ms
         {
             return Err(invalid(
                 "raft",
-                "need 0 < 4 * heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms (VIP leases last four heartbeats and must run out before an election)",
+                "need 0 < 2 * heartbeat_ms <= election_timeout_min_ms < election_timeout_max_ms and 4 * heartbeat_ms < election_timeout_max_ms (VIP leases last four heartbeats and must run out before the Raft leader lease)",
             ));
         }
         Ok(Checked {

@@ -215,14 +215,43 @@ pub fn plan(mut load: BTreeMap<u64, usize>, to_place: &[Placement]) -> HashMap<S
     changes
 }
 
+/// The load balancers among `changes` whose owner is the leader this node took over from and
+/// that has not answered since: its lease ran out before this leader was elected (a majority
+/// had not heard from it for the Raft leader lease, longer than a VIP lease, and a graceful
+/// hand-over releases VIPs before leadership), so the new owner need not wait for it.
+pub fn released_by_deposed(
+    status: &ClusterStatus,
+    deposed: Option<u64>,
+    to_place: &[Placement],
+    changes: &HashMap<String, u64>,
+) -> Vec<String> {
+    let Some(deposed) = deposed else {
+        return Vec::new();
+    };
+    let answered = status
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&deposed))
+        .is_some_and(|p| p.last_ack_age.is_some());
+    if answered {
+        return Vec::new();
+    }
+    to_place
+        .iter()
+        .filter(|p| p.owner == Some(deposed) && changes.contains_key(&p.loadbalancer_id))
+        .map(|p| p.loadbalancer_id.clone())
+        .collect()
+}
+
 /// Whether this node's lease is valid now: recent contact (a quorum for the leader, the
 /// leader for others) and, after a gap in contact, a state machine that has applied
 /// everything the leader had committed when contact resumed, so a node waking up
 /// (SIGCONT, healed link, restart) never acts on a placement made while it was away.
 pub fn lease_valid(status: &ClusterStatus, lease: Duration) -> bool {
     let single_voter = status.voters.len() == 1 && status.voters.contains_key(&status.node_id);
-    let caught_up =
-        status.resync_settled && status.last_applied >= status.resync_commit.unwrap_or(0);
+    // The commit index the leader sent when contact resumed is applied; the full proof after
+    // a gap is the linearizable read of [`Resync`], checked by the holding loop.
+    let caught_up = status.last_applied >= status.resync_commit.unwrap_or(0);
     match status.role {
         Role::Leader if single_voter => true,
         Role::Leader | Role::Follower | Role::Learner => {
@@ -297,8 +326,12 @@ pub async fn place(
             let (load, to_place) = raft.read_local(|app| placement_view(app, &alive));
             let changes = plan(load, &to_place);
             if !changes.is_empty() {
-                tracing::info!(?changes, ?alive, "placing VIPs");
-                let op = command::Op::VipAssignments(VipAssignments { owners: changes });
+                let owner_released = released_by_deposed(&status, deposed, &to_place, &changes);
+                tracing::info!(?changes, ?alive, ?owner_released, "placing VIPs");
+                let op = command::Op::VipAssignments(VipAssignments {
+                    owners: changes,
+                    owner_released,
+                });
                 crate::reconcile::propose(&raft, op, &shutdown).await;
             }
         } else {
@@ -547,9 +580,9 @@ mod tests {
         assert!(!changes.contains_key("b"));
     }
 
-    #[test]
-    fn a_new_leader_counts_the_deposed_leader_gone_at_once() {
-        let status = ClusterStatus {
+    /// Node 2 just elected leader of nodes 1-3, no acknowledgements yet.
+    fn new_leader_status() -> ClusterStatus {
+        ClusterStatus {
             node_id: 2,
             role: Role::Leader,
             leader_id: Some(2),
@@ -567,7 +600,33 @@ mod tests {
             resync_commit: None,
             resync_settled: true,
             contact_gaps: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn vips_of_a_silent_deposed_leader_need_no_hand_over() {
+        let mut status = new_leader_status();
+        let to_place = vec![p("a", Some(1), None), p("b", Some(3), None)];
+        let changes = HashMap::from([("a".to_string(), 2), ("b".to_string(), 2)]);
+        assert_eq!(
+            released_by_deposed(&status, Some(1), &to_place, &changes),
+            vec!["a".to_string()]
+        );
+        assert!(released_by_deposed(&status, None, &to_place, &changes).is_empty());
+        // Once the deposed leader answered, its VIPs move with the usual hand-over.
+        status.replication = Some(BTreeMap::from([(
+            1,
+            fulcrum_raft::PeerProgress {
+                matched_index: Some(3),
+                last_ack_age: Some(Duration::from_millis(5)),
+            },
+        )]));
+        assert!(released_by_deposed(&status, Some(1), &to_place, &changes).is_empty());
+    }
+
+    #[test]
+    fn a_new_leader_counts_the_deposed_leader_gone_at_once() {
+        let status = new_leader_status();
         let dead_after = Duration::from_millis(250);
         // Just elected: nodes not heard from yet get the benefit of the doubt, but not the
         // leader it took over from.

@@ -47,7 +47,10 @@ async fn release_vips(raft: &RaftNode<ModelApp>) {
         return;
     }
     let op = fulcrum_proto::internal::command::Op::VipAssignments(
-        fulcrum_proto::internal::VipAssignments { owners },
+        fulcrum_proto::internal::VipAssignments {
+            owners,
+            ..Default::default()
+        },
     );
     let write = raft.write(reconcile::background_command(op));
     match tokio::time::timeout(Duration::from_secs(2), write).await {

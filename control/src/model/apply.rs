@@ -91,7 +91,7 @@ impl State {
             }
             Op::Failover(f) => objects(self.failover(ctx, &f.loadbalancer_id)?),
             Op::VipAssignments(v) => {
-                self.assign_vips(&v.owners);
+                self.assign_vips(v);
                 objects(Objects::default())
             }
             Op::MemberHealth(h) => {

@@ -343,7 +343,14 @@ mod tests {
             }),
         );
         let owners = HashMap::from([("a".to_string(), 2u64)]);
-        run(&mut state, 3, Op::VipAssignments(VipAssignments { owners }));
+        run(
+            &mut state,
+            3,
+            Op::VipAssignments(VipAssignments {
+                owners,
+                ..Default::default()
+            }),
+        );
         let since = |s: &State, r| {
             s.placement_changes_since(r)
                 .map(|i| i.map(str::to_string).collect::<Vec<_>>())
@@ -364,5 +371,33 @@ mod tests {
         assert!(restored.placement_changes_since(3).is_none());
         assert_eq!(since(&restored, 4).unwrap(), Vec::<String>::new());
         assert_eq!(restored.vip_owners()["2"].len(), 1);
+    }
+
+    #[test]
+    fn a_move_records_the_previous_owner_unless_it_released() {
+        let mut state = State::new();
+        let lbs = vec![lb("a", "10.0.0.1"), lb("b", "10.0.0.2")];
+        run(
+            &mut state,
+            1,
+            Op::Create(Objects {
+                loadbalancers: lbs,
+                ..Default::default()
+            }),
+        );
+        let assign = |owners: &[(&str, u64)], released: &[&str]| {
+            Op::VipAssignments(VipAssignments {
+                owners: owners.iter().map(|(id, n)| (id.to_string(), *n)).collect(),
+                owner_released: released.iter().map(|id| id.to_string()).collect(),
+            })
+        };
+        run(&mut state, 2, assign(&[("a", 1), ("b", 1)], &[]));
+        run(&mut state, 3, assign(&[("a", 2), ("b", 3)], &["b"]));
+        let owners = |id: &str| {
+            let lb = state.get::<LoadBalancer>(id).unwrap();
+            (lb.vip_owner.clone(), lb.vip_previous_owner.clone())
+        };
+        assert_eq!(owners("a"), ("2".into(), "1".into()));
+        assert_eq!(owners("b"), ("3".into(), String::new()));
     }
 }

@@ -2,6 +2,7 @@
 //! the data planes turns it ACTIVE, and Octavia's operating-status roll-up
 //! member -> pool -> load balancer.
 
+use fulcrum_proto::internal::VipAssignments;
 use fulcrum_proto::v1::{
     HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, OperatingStatus, Pool,
     ProvisioningStatus,
@@ -305,7 +306,8 @@ impl State {
 
     /// Places VIPs: load balancer id -> owning node id (0 = nobody). The previous owner is
     /// remembered so a failover can move the VIP elsewhere. Unknown ids are ignored.
-    pub(crate) fn assign_vips(&mut self, owners: &std::collections::HashMap<String, u64>) {
+    pub(crate) fn assign_vips(&mut self, assignments: &VipAssignments) {
+        let owners = &assignments.owners;
         let mut ids: Vec<&String> = owners.keys().collect();
         ids.sort();
         for id in ids {
@@ -317,7 +319,10 @@ impl State {
                 n => n.to_string(),
             };
             if lb.vip_owner != owner {
-                if !lb.vip_owner.is_empty() {
+                if assignments.owner_released.contains(id) {
+                    // The owner holds nothing any more: no hand-over to wait for.
+                    lb.vip_previous_owner.clear();
+                } else if !lb.vip_owner.is_empty() {
                     lb.vip_previous_owner = std::mem::take(&mut lb.vip_owner);
                 }
                 lb.vip_owner = owner;
