@@ -171,32 +171,6 @@ pub struct Lab {
 
 static LABS_IN_PROCESS: AtomicU32 = AtomicU32::new(0);
 
-/// Whether a test fails on violations that reproduce an open product bug it names
-/// (`FULCRUM_CHAOS_KNOWN_BUGS=1`); otherwise [`known_bug`] prints them loudly and the test
-/// goes on to its other checks.
-pub fn known_bugs_fail() -> bool {
-    std::env::var_os("FULCRUM_CHAOS_KNOWN_BUGS").is_some_and(|v| v != "0")
-}
-
-/// Reports `violations` that reproduce the open product bug `bug`: a loud banner, and with
-/// `FULCRUM_CHAOS_KNOWN_BUGS=1` a failure of the test (logs kept).
-pub fn known_bug(lab: &Lab, test: &str, bug: &str, violations: &[String]) {
-    if violations.is_empty() {
-        return;
-    }
-    let text = format!(
-        "{test}: {} violation(s) reproducing the open bug \"{bug}\":\n{}",
-        violations.len(),
-        violations.join("\n")
-    );
-    if known_bugs_fail() {
-        lab.fail(&text);
-    }
-    say(&format!(
-        "\n**********\nKNOWN OPEN BUG (not failing the test; FULCRUM_CHAOS_KNOWN_BUGS=1 makes it fail): {text}\n**********"
-    ));
-}
-
 /// Writes a line straight to the process's stderr, past the test harness's output capture,
 /// so SKIPPED lines and measurements show up in `cargo test` output.
 pub fn say(line: &str) {

@@ -41,7 +41,7 @@ pub use arp::{ArpEvent, ArpObserver, ArpRequester};
 pub use delay::{DelayStats, Delayer};
 pub use failover::{ArpWatch, VipLb};
 pub use http::{Attempt, Backends, HttpProbe};
-pub use lab::{known_bug, known_bugs_fail, say, Lab, LabConfig, LabError, NodeId, ProcState};
+pub use lab::{say, Lab, LabConfig, LabError, NodeId, ProcState};
 pub use stats::Summary;
 pub use vip::{Outage, VipProbe};
 pub use workload::{create_lb, next_vip, verify_acked, Ack, WriteReport, Writers};

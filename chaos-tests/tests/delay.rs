@@ -8,13 +8,10 @@
 //!   load balancer's VIP, the links of the follower that owns the VIP (of the leader) are
 //!   delayed by 2x the Raft heartbeat (100 ms) for `DELAY_HOLD`. Asserted: the cluster keeps a
 //!   leader (no stretch without one longer than `MAX_LEADERLESS`), every acknowledged write
-//!   survives, only the API's owner answers ARP afterwards, and the delay was in force
-//!   (handshake time to the node). Checked, and failing the test only with
-//!   `FULCRUM_CHAOS_KNOWN_BUGS=1` while the open bugs they reproduce stand (see
-//!   [`VIP_LEASE_BUG`], [`RPC_DEADLINE_BUG`]; printed loudly otherwise): the VIP is answered
-//!   by one MAC at a time (claims follow `old* new*` across the delay and its removal; no two
-//!   MACs reply to one ARP request), and writes keep being acknowledged during the delay (no
-//!   gap over `MAX_WRITE_GAP`). Printed: leader terms seen, VIP moves, the probe's
+//!   survives, only the API's owner answers ARP afterwards, the delay was in force
+//!   (handshake time to the node), the VIP is answered by one MAC at a time (claims follow
+//!   `old* new*` across the delay and its removal; no two MACs reply to one ARP request), and
+//!   writes keep being acknowledged during the delay (no gap over `MAX_WRITE_GAP`). Printed: leader terms seen, VIP moves, the probe's
 //!   blackholes (outage numbers if the VIP moved), the writers' longest gap.
 
 use std::time::{Duration, Instant};
@@ -30,7 +27,7 @@ use fulcrum_chaos_tests::netns::NetnsRuntime;
 use fulcrum_chaos_tests::stats::{ms, Summary};
 use fulcrum_chaos_tests::workload::longest_ack_gap;
 use fulcrum_chaos_tests::{
-    known_bug, say, verify_acked, ArpWatch, Backends, HttpProbe, Lab, LabConfig, NodeId, Writers,
+    say, verify_acked, ArpWatch, Backends, HttpProbe, Lab, LabConfig, NodeId, Writers,
 };
 
 /// 2x the nodes' Raft heartbeat (50 ms).
@@ -45,17 +42,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(900);
 /// The longest stretch without an acknowledged write during the delay.
 const MAX_WRITE_GAP: Duration = Duration::from_secs(2);
 
-/// Open bug (README "Still open"): the leader moves a VIP once the owner's acknowledgements
-/// stop arriving (`dead_after`), while the owner renews its lease on receipt of the leader's
-/// messages, so an owner whose replies are slow (or lost) still holds the VIP when the new
-/// owner takes it.
-pub const VIP_LEASE_BUG: &str =
-    "VIP moved while its owner still holds it (leader judges acks, owner renews on receipt)";
-/// Open bug: a Raft RPC's deadline is the heartbeat interval (`timed out after 50ms` in the
-/// logs), so with a round trip over 50 ms every heartbeat and AppendEntries to or from the
-/// delayed node fails; a delayed leader commits nothing while it stays leader.
-pub const RPC_DEADLINE_BUG: &str =
-    "Raft RPC deadline = heartbeat (50 ms): no commit across a link with RTT > 50 ms";
 fn median(samples: &[Duration]) -> Duration {
     Summary::of(samples).map(|s| s.median).unwrap_or_default()
 }
@@ -433,7 +419,8 @@ async fn run_delay(test: &str, target: Target) {
     } else {
         Vec::new()
     };
-    let mut violations = Vec::new();
+    let mut violations = split;
+    violations.extend(stall);
     if longest_leaderless > MAX_LEADERLESS {
         violations.push(format!(
             "no agreed leader for {} during the delay (bound {})",
@@ -459,6 +446,4 @@ async fn run_delay(test: &str, target: Target) {
     }
     verify_acked(&lab, &report.acks, Duration::from_secs(30)).await;
     lab.assert_no_panics();
-    known_bug(&lab, test, VIP_LEASE_BUG, &split);
-    known_bug(&lab, test, RPC_DEADLINE_BUG, &stall);
 }

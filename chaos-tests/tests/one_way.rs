@@ -10,10 +10,7 @@
 //! heals. Asserted for every round:
 //! - one MAC at a time for the VIP: its ARP claims follow a succession of owners (a node that
 //!   was superseded never claims again) across the fault and the heal, and no two MACs reply
-//!   to one ARP request. While the open bug this reproduces stands ([`VIP_LEASE_BUG`]: the
-//!   owner whose packets to the leader are lost keeps renewing its lease on the leader's
-//!   messages after the leader moved its VIP), these violations fail the test only with
-//!   `FULCRUM_CHAOS_KNOWN_BUGS=1` and are printed loudly otherwise;
+//!   to one ARP request;
 //! - if the VIP moved, it answered again within the failover bound (1 s): no probe
 //!   blackhole of 1 s or more from the cut to the end of the round;
 //! - the cluster keeps a leader (no stretch without one a quorum agrees on longer than
@@ -34,7 +31,7 @@ use fulcrum_chaos_tests::failover::{
 use fulcrum_chaos_tests::http::{first_success_after, longest_blackhole};
 use fulcrum_chaos_tests::stats::{ms, Summary};
 use fulcrum_chaos_tests::{
-    known_bug, say, verify_acked, ArpWatch, Backends, HttpProbe, Lab, Writers,
+    say, verify_acked, ArpWatch, Backends, HttpProbe, Lab, Writers,
 };
 
 const ARP_ROUND: Duration = Duration::from_millis(50);
@@ -46,11 +43,6 @@ const FAULT_HOLD: Duration = Duration::from_secs(3);
 const FAILOVER_BOUND: Duration = Duration::from_secs(1);
 /// The longest stretch the client may see no agreed leader.
 const MAX_LEADERLESS: Duration = Duration::from_secs(2);
-
-/// Open bug (README "Still open"): the leader moves a VIP once the owner's acknowledgements
-/// stop arriving, while the owner renews its lease on receipt of the leader's messages.
-pub const VIP_LEASE_BUG: &str =
-    "VIP moved while its owner still holds it (leader judges acks, owner renews on receipt)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Direction {
@@ -94,7 +86,6 @@ async fn run(test: &str, dir: Direction) {
         .await
         .unwrap_or_else(|e| lab.fail(&e));
     let mut violations = Vec::new();
-    let mut split = Vec::new();
     let mut takeovers = Vec::new();
     let mut blackholes = Vec::new();
     let mut moved_outages = Vec::new();
@@ -222,7 +213,7 @@ async fn run(test: &str, dir: Direction) {
                     b.saturating_duration_since(t_fault).as_millis()
                 ));
             }
-            split.push(format!(
+            violations.push(format!(
                 "round {round}: VIP {} (cut at +0 ms, healed at +{} ms):\n  {}\n  claims:\n{}",
                 lb.vip,
                 (t_heal - t_fault).as_millis(),
@@ -283,5 +274,4 @@ async fn run(test: &str, dir: Direction) {
     }
     verify_acked(&lab, &report.acks, Duration::from_secs(30)).await;
     lab.assert_no_panics();
-    known_bug(&lab, test, VIP_LEASE_BUG, &split);
 }

@@ -2,15 +2,20 @@
 //! one live node, and every node holds the VIPs placed on it only while its lease is valid.
 //!
 //! - Placement (leader): an unplaced VIP goes to the live node holding the fewest (avoiding the
-//!   node a failover moved it from); a VIP moves only when its owner is gone: no
-//!   acknowledgement for `dead_after` (longer than the owner's lease), or no longer a member.
+//!   node a failover moved it from); a VIP moves only when its owner is gone: no lease
+//!   request for `dead_after` (longer than the owner's lease), or no longer a member.
 //!   A returning node does not get its VIPs back, so nothing flaps. A new leader waits
 //!   `dead_after` before judging nodes it has not heard from yet.
-//! - Holding (every node): a VIP placed here is held while the lease is valid: the leader has
-//!   heard from a quorum within `lease`, a follower from the leader within `lease`. On losing
-//!   the lease the node releases at once. A VIP taken from another node is held only
-//!   `handover` after the move was applied here, time for a previous owner that still hears
-//!   the leader to apply the same move and let go.
+//! - Holding (every node): a VIP placed here is held while the lease is valid. The leader's:
+//!   a quorum acknowledged a heartbeat sent within `lease`. A follower's: the leader granted
+//!   a lease request sent within `lease` (the raft crate's follower leases: dated from the
+//!   send time, so it runs out before the leader, counting from the receipt, calls the node
+//!   gone), and this node applied the commit index that grant carried (so a node back from a
+//!   pause or a partition never acts on a placement made while it was away). On losing the
+//!   lease the node releases at once. A VIP taken from a node that may still hold it is held
+//!   only `handover` (one lease) after the move was applied here: a previous owner that
+//!   still hears the leader applies the same move and lets go, and one that does not loses
+//!   its lease within that time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -40,15 +45,14 @@ pub struct OwnershipTimings {
 
 impl OwnershipTimings {
     /// Timings derived from the Raft heartbeat interval: a lease of four heartbeats (shorter
-    /// than the election timeout, so a deposed leader's lease has run out before a new leader
-    /// is elected), nodes count as gone one heartbeat after their lease, a taken-over VIP is
-    /// held two heartbeats after the move (the previous owner applies the same move with the
-    /// next heartbeat if it still hears the leader).
+    /// than the Raft leader lease, so a deposed leader's lease has run out before a new
+    /// leader is elected), nodes count as gone one heartbeat after their lease, a taken-over
+    /// VIP is held one lease after the move.
     pub fn from_heartbeat(heartbeat: Duration) -> Self {
         Self {
             lease: heartbeat * 4,
             dead_after: heartbeat * 5,
-            handover: heartbeat * 2,
+            handover: heartbeat * 4,
             tick: heartbeat / 2,
         }
     }
@@ -157,8 +161,10 @@ impl AnnouncedVips {
     }
 }
 
-/// Nodes the leader counts as alive: itself, and members that acknowledged within
-/// `dead_after` (or that it has not had `dead_after` to hear from yet).
+/// Nodes the leader counts as alive: itself, and members that, within `dead_after`, asked to
+/// renew their lease while holding one (a node whose round trip to the leader exceeds the
+/// lease keeps asking but can answer for nothing), or that it has not had `dead_after` to
+/// hear from yet.
 ///
 /// `deposed` is the leader this node took over from: its lease had run out when a majority
 /// elected a new leader (that majority had not heard from it for an election timeout, which
@@ -176,14 +182,14 @@ pub fn alive_nodes(
             if *id == status.node_id {
                 return true;
             }
-            let age = status
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id))
-                .and_then(|p| p.last_ack_age);
-            match age {
-                Some(age) => age < dead_after,
-                None => Some(*id) != deposed && leader_for < dead_after,
+            let progress = status.replication.as_ref().and_then(|r| r.get(id));
+            let asked = progress.and_then(|p| p.lease_request_age);
+            let held = progress.and_then(|p| p.holding_request_age);
+            match (asked, held) {
+                (_, Some(age)) => age < dead_after,
+                // Asking, not yet holding (its first grant from this leader is on its way).
+                (Some(_), None) => leader_for < dead_after,
+                (None, None) => Some(*id) != deposed && leader_for < dead_after,
             }
         })
         .collect()
@@ -215,90 +221,64 @@ pub fn plan(mut load: BTreeMap<u64, usize>, to_place: &[Placement]) -> HashMap<S
     changes
 }
 
-/// The load balancers among `changes` whose owner is the leader this node took over from and
-/// that has not answered since: its lease ran out before this leader was elected (a majority
-/// had not heard from it for the Raft leader lease, longer than a VIP lease, and a graceful
-/// hand-over releases VIPs before leadership), so the new owner need not wait for it.
-pub fn released_by_deposed(
+/// The load balancers among `changes` whose owner certainly holds nothing any more, so the
+/// new owner need not wait for it:
+/// - the leader this node took over from, silent since: its lease ran out before this leader
+///   was elected (a majority had not heard from it for the Raft leader lease, longer than a
+///   VIP lease; a graceful hand-over releases VIPs before leadership);
+/// - a node that sent this leader no lease request for `dead_after`, this leader having led
+///   that long: its grants date from before the leader's receipts, so they ran out within
+///   the lease (grants from a previous leader ran out before this one was elected plus a
+///   lease).
+///
+/// A node that keeps asking but does not hold a lease (a slow link) may hold one now and
+/// then: its VIPs move with the hand-over wait.
+pub fn released_owners(
     status: &ClusterStatus,
+    leader_for: Duration,
+    dead_after: Duration,
     deposed: Option<u64>,
     to_place: &[Placement],
     changes: &HashMap<String, u64>,
 ) -> Vec<String> {
-    let Some(deposed) = deposed else {
-        return Vec::new();
+    let asked = |id: u64| {
+        status
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id))
+            .and_then(|p| p.lease_request_age)
     };
-    let answered = status
-        .replication
-        .as_ref()
-        .and_then(|r| r.get(&deposed))
-        .is_some_and(|p| p.last_ack_age.is_some());
-    if answered {
-        return Vec::new();
-    }
+    let released = |owner: u64| match asked(owner) {
+        None if Some(owner) == deposed => true,
+        age => leader_for >= dead_after && age.is_none_or(|a| a >= dead_after),
+    };
     to_place
         .iter()
-        .filter(|p| p.owner == Some(deposed) && changes.contains_key(&p.loadbalancer_id))
+        .filter(|p| changes.contains_key(&p.loadbalancer_id))
+        .filter(|p| p.owner.is_some_and(released))
         .map(|p| p.loadbalancer_id.clone())
         .collect()
 }
 
-/// Whether this node's lease is valid now: recent contact (a quorum for the leader, the
-/// leader for others) and, after a gap in contact, a state machine that has applied
-/// everything the leader had committed when contact resumed, so a node waking up
-/// (SIGCONT, healed link, restart) never acts on a placement made while it was away.
+/// Whether this node's lease is valid now (see the module doc): for the leader a quorum
+/// acknowledged it within `lease`; for others the leader granted a renewal requested within
+/// `lease` whose commit index this node has applied (the raft crate reports only such
+/// grants).
 pub fn lease_valid(status: &ClusterStatus, lease: Duration) -> bool {
     let single_voter = status.voters.len() == 1 && status.voters.contains_key(&status.node_id);
-    // The commit index the leader sent when contact resumed is applied; the full proof after
-    // a gap is the linearizable read of [`Resync`], checked by the holding loop.
-    let caught_up = status.last_applied >= status.resync_commit.unwrap_or(0);
     match status.role {
         Role::Leader if single_voter => true,
         Role::Leader | Role::Follower | Role::Learner => {
-            caught_up && status.leader_contact_age.is_some_and(|age| age < lease)
+            status.lease_age.is_some_and(|age| age < lease)
         }
         Role::Candidate | Role::Shutdown => false,
     }
 }
 
-/// A follower's proof that it caught up after its last gap in contact with the leader: a
-/// linearizable read it started itself (the leader's commit index at a moment after the gap,
-/// applied here). RPCs queued during a gap carry stale commit indexes, so contact alone
-/// proves nothing.
-#[derive(Clone, Default)]
-struct Resync {
-    /// The gap count the last successful read covered.
-    synced_gaps: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Resync {
-    fn caught_up(&self, raft: &RaftNode<ModelApp>, status: &ClusterStatus) -> bool {
-        use std::sync::atomic::Ordering;
-        if status.role == Role::Leader {
-            return true;
-        }
-        let gaps = status.contact_gaps;
-        if self.synced_gaps.load(Ordering::Acquire) == gaps {
-            return true;
-        }
-        if !self.running.swap(true, Ordering::AcqRel) {
-            let (raft, this) = (raft.clone(), self.clone());
-            tokio::spawn(async move {
-                if raft.read_linearizable(|_| ()).await.is_ok() {
-                    this.synced_gaps.store(gaps, Ordering::Release);
-                }
-                this.running.store(false, Ordering::Release);
-            });
-        }
-        false
-    }
-}
-
-/// When the lease runs out if nothing renews it: the last contact plus the lease.
+/// When the lease runs out if nothing renews it.
 fn lease_deadline(status: &ClusterStatus, valid: bool, lease: Duration) -> Instant {
     let now = Instant::now();
-    match (valid, status.leader_contact_age) {
+    match (valid, status.lease_age) {
         (true, Some(age)) => now + lease.saturating_sub(age),
         // A single voter is its own quorum: it renews every pass.
         (true, None) => now + lease,
@@ -315,18 +295,42 @@ pub async fn place(
     let mut leader_since: Option<Instant> = None;
     // The leader this node last followed, and the one it took over from.
     let (mut last_leader, mut deposed) = (None, None);
+    let mut lease_lost_since: Option<Instant> = None;
     loop {
         let status = raft.status();
         if status.role == Role::Leader {
             if leader_since.is_none() {
                 deposed = last_leader.filter(|l| *l != status.node_id);
             }
+            // A leader whose quorum's acknowledgements come back later than a lease (a slow
+            // link) holds nothing, and neither does any follower, since they renew with it:
+            // after three leases of that, hand leadership to a node that holds a lease.
+            if lease_valid(&status, timings.lease) {
+                lease_lost_since = None;
+            } else if lease_lost_since.get_or_insert_with(Instant::now).elapsed()
+                > timings.lease * 3
+            {
+                tracing::warn!(
+                    node_id = status.node_id,
+                    "this leader cannot keep its lease; handing leadership over"
+                );
+                lease_lost_since = None;
+                raft.step_down(timings.lease * 5).await;
+                continue;
+            }
             let since = *leader_since.get_or_insert_with(Instant::now);
             let alive = alive_nodes(&status, since.elapsed(), timings.dead_after, deposed);
             let (load, to_place) = raft.read_local(|app| placement_view(app, &alive));
             let changes = plan(load, &to_place);
             if !changes.is_empty() {
-                let owner_released = released_by_deposed(&status, deposed, &to_place, &changes);
+                let owner_released = released_owners(
+                    &status,
+                    since.elapsed(),
+                    timings.dead_after,
+                    deposed,
+                    &to_place,
+                    &changes,
+                );
                 tracing::info!(?changes, ?alive, ?owner_released, "placing VIPs");
                 let op = command::Op::VipAssignments(VipAssignments {
                     owners: changes,
@@ -336,6 +340,7 @@ pub async fn place(
             }
         } else {
             leader_since = None;
+            lease_lost_since = None;
             if status.leader_id.is_some() {
                 last_leader = status.leader_id;
             }
@@ -418,10 +423,9 @@ pub async fn hold<H: VipHolder>(
     let mut owned_since: HashMap<String, Instant> = HashMap::new();
     let mut held = BTreeSet::new();
     let mut lease_was_valid = false;
-    let synced = Resync::default();
     loop {
         let status = raft.status();
-        let lease = lease_valid(&status, timings.lease) && synced.caught_up(&raft, &status);
+        let lease = lease_valid(&status, timings.lease);
         if lease != lease_was_valid {
             tracing::info!(node_id = me, lease, "VIP lease changed");
             lease_was_valid = lease;
@@ -596,32 +600,64 @@ mod tests {
             learners: BTreeMap::new(),
             membership_committed: true,
             replication: Some(BTreeMap::new()),
-            leader_contact_age: Some(Duration::ZERO),
-            resync_commit: None,
-            resync_settled: true,
-            contact_gaps: 0,
+            lease_age: Some(Duration::ZERO),
+            lease_commit: None,
         }
     }
 
     #[test]
-    fn vips_of_a_silent_deposed_leader_need_no_hand_over() {
+    fn a_follower_lease_needs_a_recent_grant() {
+        let lease = Duration::from_millis(200);
         let mut status = new_leader_status();
+        status.role = Role::Follower;
+        status.leader_id = Some(1);
+        status.lease_age = Some(Duration::from_millis(30));
+        status.lease_commit = Some(10);
+        status.last_applied = 10;
+        assert!(lease_valid(&status, lease));
+        status.lease_age = Some(lease);
+        assert!(!lease_valid(&status, lease), "grant too old");
+        status.lease_age = None;
+        status.lease_commit = None;
+        assert!(!lease_valid(&status, lease), "never granted");
+        // The leader's lease is its quorum's acknowledgement alone.
+        status.role = Role::Leader;
+        status.lease_age = Some(Duration::from_millis(30));
+        assert!(lease_valid(&status, lease));
+    }
+
+    #[test]
+    fn vips_of_silent_owners_need_no_hand_over() {
+        let mut status = new_leader_status();
+        let dead_after = Duration::from_millis(250);
+        let just_elected = Duration::from_millis(10);
         let to_place = vec![p("a", Some(1), None), p("b", Some(3), None)];
         let changes = HashMap::from([("a".to_string(), 2), ("b".to_string(), 2)]);
+        let released = |status: &ClusterStatus, leader_for, deposed| {
+            released_owners(status, leader_for, dead_after, deposed, &to_place, &changes)
+        };
+        // Just elected: only the deposed leader's VIPs are free at once.
         assert_eq!(
-            released_by_deposed(&status, Some(1), &to_place, &changes),
+            released(&status, just_elected, Some(1)),
             vec!["a".to_string()]
         );
-        assert!(released_by_deposed(&status, None, &to_place, &changes).is_empty());
-        // Once the deposed leader answered, its VIPs move with the usual hand-over.
-        status.replication = Some(BTreeMap::from([(
-            1,
-            fulcrum_raft::PeerProgress {
-                matched_index: Some(3),
-                last_ack_age: Some(Duration::from_millis(5)),
-            },
-        )]));
-        assert!(released_by_deposed(&status, Some(1), &to_place, &changes).is_empty());
+        assert!(released(&status, just_elected, None).is_empty());
+        // Leading for longer than dead_after, nodes that never asked hold nothing.
+        let mut all = released(&status, Duration::from_secs(1), None);
+        all.sort();
+        assert_eq!(all, vec!["a".to_string(), "b".to_string()]);
+        // A node that keeps asking (a slow link) may hold a lease now and then: hand-over.
+        let asking = |age: u64| fulcrum_raft::PeerProgress {
+            matched_index: Some(3),
+            last_ack_age: Some(Duration::from_millis(5)),
+            lease_request_age: Some(Duration::from_millis(age)),
+            holding_request_age: None,
+        };
+        status.replication = Some(BTreeMap::from([(1, asking(5)), (3, asking(400))]));
+        assert_eq!(
+            released(&status, Duration::from_secs(1), Some(1)),
+            vec!["b".to_string()]
+        );
     }
 
     #[test]
@@ -635,6 +671,24 @@ mod tests {
         let alive = alive_nodes(&status, Duration::from_millis(10), dead_after, None);
         assert_eq!(alive, BTreeSet::from([1, 2, 3]));
         // Later, silence means gone.
+        let alive = alive_nodes(&status, Duration::from_secs(1), dead_after, None);
+        assert_eq!(alive, BTreeSet::from([2]));
+        // A node counts as alive only while it asks to renew a lease it holds: node 3 keeps
+        // asking, but its grants come back too late for it ever to hold one.
+        let progress = |holding: Option<u64>| fulcrum_raft::PeerProgress {
+            matched_index: Some(3),
+            last_ack_age: Some(Duration::from_millis(10)),
+            lease_request_age: Some(Duration::from_millis(10)),
+            holding_request_age: holding.map(Duration::from_millis),
+        };
+        let mut status = status;
+        status.replication = Some(BTreeMap::from([
+            (1, progress(Some(20))),
+            (3, progress(None)),
+        ]));
+        let alive = alive_nodes(&status, Duration::from_secs(1), dead_after, None);
+        assert_eq!(alive, BTreeSet::from([1, 2]));
+        status.replication = Some(BTreeMap::from([(1, progress(Some(300)))]));
         let alive = alive_nodes(&status, Duration::from_secs(1), dead_after, None);
         assert_eq!(alive, BTreeSet::from([2]));
     }

@@ -100,6 +100,7 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
         None => None,
     };
 
+    let timings = OwnershipTimings::from_heartbeat(Duration::from_millis(file.raft.heartbeat_ms));
     let mut raft_config = RaftConfig::new(
         file.node_id,
         file.data_dir.join("raft"),
@@ -109,6 +110,7 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
     raft_config.heartbeat_ms = file.raft.heartbeat_ms;
     raft_config.election_timeout_min_ms = file.raft.election_timeout_min_ms;
     raft_config.election_timeout_max_ms = file.raft.election_timeout_max_ms;
+    raft_config.lease_ms = u64::try_from(timings.lease.as_millis()).unwrap_or(u64::MAX);
     // Building a snapshot copies the whole model while applying waits; every 100,000 entries
     // keeps that rare at thousands of writes/s, for a log of some tens of MB.
     raft_config.snapshot_every_logs = 100_000;
@@ -131,7 +133,6 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
 
     let dataplane = Dataplane::new(stop(shutdown.clone()));
     dataplane.set_access_log(file.dataplane.access_log);
-    let timings = OwnershipTimings::from_heartbeat(Duration::from_millis(file.raft.heartbeat_ms));
     let store = RaftStore {
         raft: raft.clone(),
         dead_after: timings.dead_after,

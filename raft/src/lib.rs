@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod error;
+mod lease;
 mod network;
 mod node;
 mod service;
@@ -83,6 +84,9 @@ pub struct RaftConfig {
     pub election_timeout_min_ms: u64,
     /// See `election_timeout_min_ms`.
     pub election_timeout_max_ms: u64,
+    /// Length of a follower lease (default four heartbeats; see [`ClusterStatus::lease_age`]).
+    /// Must be shorter than `election_timeout_max_ms`, the Raft leader lease.
+    pub lease_ms: u64,
     /// Build a snapshot (and purge the log behind it) every this many applied entries
     /// (default 5000).
     pub snapshot_every_logs: u64,
@@ -117,6 +121,7 @@ impl RaftConfig {
             heartbeat_ms: 100,
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
+            lease_ms: 400,
             snapshot_every_logs: 5000,
             logs_kept_after_snapshot: 1000,
             leader_wait_ms: 3000,
@@ -149,6 +154,13 @@ pub struct PeerProgress {
     pub matched_index: Option<u64>,
     /// Time since the peer last acknowledged a heartbeat or replication.
     pub last_ack_age: Option<Duration>,
+    /// Time since the peer's last lease request in this term arrived (its lease, measured
+    /// from when it sent that request, has run out once this exceeds the lease).
+    pub lease_request_age: Option<Duration>,
+    /// Time since the last lease request in this term that the peer sent while it held a
+    /// valid lease. A peer that keeps asking but never holds one (its round trip to the
+    /// leader exceeds the lease) cannot answer for anything placed on it.
+    pub holding_request_age: Option<Duration>,
 }
 
 /// A node's view of the cluster (see [`RaftNode::status`]).
@@ -180,21 +192,13 @@ pub struct ClusterStatus {
     pub membership_committed: bool,
     /// Per-peer replication progress; only on the leader.
     pub replication: Option<BTreeMap<u64, PeerProgress>>,
-    /// Lease input for fencing: on the leader, time since a quorum last acknowledged it; on a
-    /// follower or learner, time since it last accepted an AppendEntries (heartbeat) from the
-    /// leader. `None` if never.
-    pub leader_contact_age: Option<Duration>,
-    /// On a follower or learner: the leader's commit index carried by the first contact
-    /// after the last gap in contact longer than four heartbeats (a pause, a partition, a
-    /// restart). Until `last_applied` reaches it, the node's state may predate decisions
-    /// taken while it was away (VIP fencing waits for it). `None` on the leader.
-    pub resync_commit: Option<u64>,
-    /// On a follower or learner: contact has been continuous for two heartbeats since the
-    /// last gap (RPCs queued during a gap arrive first and carry stale commit indexes).
-    /// Always `true` on the leader.
-    pub resync_settled: bool,
-    /// How many gaps in contact with the leader this node has had (0 on the leader's own
-    /// count). After each, a node that acts on its state should first complete a
-    /// linearizable read (a round trip it starts itself) to be sure it caught up.
-    pub contact_gaps: u64,
+    /// Lease input for fencing: on the leader, time since the send time of the last
+    /// heartbeat a quorum acknowledged; on a follower or learner, time since it sent the
+    /// newest lease request the current leader granted with a commit index this node has
+    /// applied (so its state includes every decision the leader took before granting).
+    /// `None` if never.
+    pub lease_age: Option<Duration>,
+    /// On a follower or learner: the commit index of that grant (at most `last_applied`).
+    /// `None` on the leader.
+    pub lease_commit: Option<u64>,
 }

@@ -91,6 +91,11 @@ pub(crate) fn is_connect_failure(status: &tonic::Status) -> bool {
 /// Creates per-target openraft network clients.
 pub(crate) struct NetworkFactory {
     pub(crate) clients: PeerClients,
+    /// Least deadline of a unary RPC. openraft asks for one heartbeat interval on heartbeats
+    /// and appends; on a link slower than that (a round trip over 50 ms) nothing would ever
+    /// complete and the leader could commit nothing, so deadlines are at least the Raft
+    /// leader lease (election_timeout_max).
+    pub(crate) min_deadline: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -101,6 +106,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.addr.clone(),
             clients: self.clients.clone(),
+            min_deadline: self.min_deadline,
         }
     }
 }
@@ -110,6 +116,8 @@ pub(crate) struct PeerNetwork {
     target: u64,
     addr: String,
     clients: PeerClients,
+    /// Least deadline of a unary RPC (see [`NetworkFactory::min_deadline`]).
+    min_deadline: Duration,
 }
 
 fn unreachable(msg: impl ToString) -> RPCError<TypeConfig> {
@@ -163,7 +171,7 @@ impl PeerNetwork {
         Fut: Future<Output = Result<tonic::Response<pb::RaftMessage>, tonic::Status>>,
     {
         let client = self.client()?;
-        let ttl = option.hard_ttl();
+        let ttl = option.hard_ttl().max(self.min_deadline);
         let mut request = tonic::Request::new(encode(req)?);
         request.set_timeout(ttl);
         match tokio::time::timeout(ttl, call(client, request)).await {

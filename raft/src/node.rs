@@ -22,6 +22,8 @@ use rocksdb::DB;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
+use crate::lease::Grant;
+use crate::lease::Leases;
 use crate::network::is_connect_failure;
 use crate::network::NetworkFactory;
 use crate::network::PeerClients;
@@ -44,18 +46,6 @@ use crate::Role;
 
 pub(crate) type OpenRaft<A> = openraft::Raft<TypeConfig, StateMachineStore<A>>;
 
-/// The last AppendEntries accepted from the leader: when it arrived, and the leader's
-/// commit index carried by the first contact after the last gap in contact.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LeaderContact {
-    pub(crate) received: Instant,
-    pub(crate) resync_commit: Option<u64>,
-    /// When contact resumed after the last gap.
-    pub(crate) resync_since: Instant,
-    /// How many gaps in contact there have been.
-    pub(crate) gaps: u64,
-}
-
 /// One member of a Raft cluster replicating an [`App`]. Cheap to clone.
 pub struct RaftNode<A: App> {
     pub(crate) inner: Arc<Inner<A>>,
@@ -75,8 +65,8 @@ pub(crate) struct Inner<A: App> {
     pub(crate) raft: OpenRaft<A>,
     shared: Arc<SmShared<A>>,
     clients: PeerClients,
-    /// When this node last accepted an AppendEntries from a leader.
-    pub(crate) leader_contact: Mutex<Option<LeaderContact>>,
+    /// Follower leases, both sides.
+    pub(crate) leases: Leases,
     /// Set to `true` by [`RaftNode::shutdown`]; stops `serve_peer`.
     stopped: watch::Sender<bool>,
     /// The database, to wait for it to close on shutdown.
@@ -155,6 +145,12 @@ async fn open_db_with_retry(config: &RaftConfig) -> Result<DB, RaftError> {
 }
 
 fn openraft_config(c: &RaftConfig) -> Result<openraft::Config, RaftError> {
+    if c.lease_ms == 0 || c.lease_ms >= c.election_timeout_max_ms {
+        return Err(RaftError::Config(format!(
+            "lease_ms ({}) must be positive and shorter than election_timeout_max_ms ({}), the Raft leader lease",
+            c.lease_ms, c.election_timeout_max_ms
+        )));
+    }
     let oc = openraft::Config {
         cluster_name: "fulcrum".to_string(),
         heartbeat_interval: c.heartbeat_ms,
@@ -217,6 +213,7 @@ impl<A: App> RaftNode<A> {
         let clients = PeerClients::default();
         let network = NetworkFactory {
             clients: clients.clone(),
+            min_deadline: Duration::from_millis(config.election_timeout_max_ms),
         };
         let raft = openraft::Raft::new(config.node_id, oconfig, network, log_store, sm)
             .await
@@ -224,19 +221,21 @@ impl<A: App> RaftNode<A> {
         let weak_db = Arc::downgrade(&db);
         drop(db);
 
-        Ok(Self {
+        let node = Self {
             inner: Arc::new(Inner {
                 id: config.node_id,
                 config,
                 raft,
                 shared,
                 clients,
-                leader_contact: Mutex::new(None),
+                leases: Leases::default(),
                 stopped: watch::channel(false).0,
                 db: weak_db,
                 db_closed: Mutex::new(db_closed),
             }),
-        })
+        };
+        tokio::spawn(renew_leases(Arc::downgrade(&node.inner)));
+        Ok(node)
     }
 
     /// This node's id.
@@ -352,6 +351,34 @@ impl<A: App> RaftNode<A> {
         self.inner.shared.applied_tx.subscribe()
     }
 
+    /// Leader side of a lease renewal (see the lease module): grants, returning the commit
+    /// index, only to a member, while this node leads `term` and a quorum acknowledged it
+    /// within the Raft leader lease, so no other node can be leading.
+    pub(crate) fn grant_lease(&self, node_id: u64, term: u64, holding: bool) -> Option<u64> {
+        let received = Instant::now();
+        let metrics_rx = self.inner.raft.metrics();
+        let m = metrics_rx.borrow_watched();
+        let leader_lease = Duration::from_millis(self.inner.config.election_timeout_max_ms);
+        let member = m
+            .membership_config
+            .membership()
+            .get_node(&node_id)
+            .is_some();
+        let sole_leader = member
+            && m.state == ServerState::Leader
+            && m.current_term == term
+            && m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|t| openraft::Instant::elapsed(&**t) < leader_lease);
+        if !sole_leader {
+            return None;
+        }
+        self.inner
+            .leases
+            .requested(node_id, term, holding, received);
+        Some(m.local_committed.as_ref().map_or(0, |l| l.index))
+    }
+
     /// This node's view of the cluster.
     pub fn status(&self) -> ClusterStatus {
         let metrics_rx = self.inner.raft.metrics();
@@ -376,6 +403,8 @@ impl<A: App> RaftNode<A> {
             r.iter()
                 .filter(|(id, _)| **id != self.inner.id)
                 .map(|(id, matched)| {
+                    let (lease_request_age, holding_request_age) =
+                        self.inner.leases.request_ages(*id, m.current_term);
                     let last_ack_age = m
                         .heartbeat
                         .as_ref()
@@ -386,30 +415,25 @@ impl<A: App> RaftNode<A> {
                         PeerProgress {
                             matched_index: matched.as_ref().map(|l| l.index),
                             last_ack_age,
+                            lease_request_age,
+                            holding_request_age,
                         },
                     )
                 })
                 .collect()
         });
-        let contact = *self
-            .inner
-            .leader_contact
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let settle = Duration::from_millis(2 * self.inner.config.heartbeat_ms);
-        let contact_gaps = contact.map_or(0, |c| c.gaps);
-        let (leader_contact_age, resync_commit, resync_settled) = if role == Role::Leader {
+        let (lease_age, lease_commit) = if role == Role::Leader {
             let age = m
                 .last_quorum_acked
                 .as_ref()
                 .map(|t| openraft::Instant::elapsed(&**t));
-            (age, None, true)
+            (age, None)
         } else {
-            (
-                contact.map(|c| c.received.elapsed()),
-                contact.and_then(|c| c.resync_commit),
-                contact.is_some_and(|c| c.resync_since.elapsed() >= settle),
-            )
+            let applied = *self.inner.shared.applied_tx.borrow();
+            let grant = m
+                .current_leader
+                .and_then(|l| self.inner.leases.grant_from(l, m.current_term, applied));
+            (grant.map(|g| g.sent_at.elapsed()), grant.map(|g| g.commit))
         };
         ClusterStatus {
             node_id: self.inner.id,
@@ -426,10 +450,8 @@ impl<A: App> RaftNode<A> {
             membership_committed: m.membership_config.log_id()
                 == m.committed_membership_config.log_id(),
             replication,
-            leader_contact_age,
-            resync_commit,
-            resync_settled,
-            contact_gaps,
+            lease_age,
+            lease_commit,
         }
     }
 
@@ -464,11 +486,17 @@ impl<A: App> RaftNode<A> {
             .as_ref()?
             .iter()
             .filter(|(id, p)| {
+                let heard = |age: Option<Duration>| age.is_some_and(|a| a < recent);
                 **id != self.inner.id
                     && status.voters.contains_key(id)
-                    && p.last_ack_age.is_some_and(|age| age < recent)
+                    && (heard(p.last_ack_age) || heard(p.lease_request_age))
             })
-            .max_by_key(|(id, p)| (p.matched_index, std::cmp::Reverse(**id)))
+            // Rather a node that holds a lease (its link to this node is good), then the most
+            // up-to-date.
+            .max_by_key(|(id, p)| {
+                let holding = p.holding_request_age.is_some_and(|a| a < recent);
+                (holding, p.matched_index, std::cmp::Reverse(**id))
+            })
             .map(|(id, _)| *id)?;
         if let Err(e) = self.inner.raft.trigger().transfer_leader(target).await {
             tracing::warn!(node_id = self.inner.id, error = %e, "cannot hand leadership over");
@@ -863,6 +891,63 @@ pub(crate) fn attempt_to_peer_error(res: &Result<Attempt, RaftError>) -> Option<
         leader_id: leader.as_ref().map(|l| l.0),
         leader_addr: leader.and_then(|l| l.1).unwrap_or_default(),
     })
+}
+
+/// Follower side of the lease protocol: every heartbeat interval, ask the leader this node
+/// follows to renew its lease (one request at a time; a grant is dated from its send time).
+/// Ends when the node shuts down or is dropped.
+async fn renew_leases<A: App>(inner: Weak<Inner<A>>) {
+    loop {
+        let Some(node) = inner.upgrade() else {
+            return;
+        };
+        if *node.stopped.borrow() {
+            return;
+        }
+        let interval = Duration::from_millis(node.config.heartbeat_ms);
+        let sent_at = Instant::now();
+        let target = {
+            let metrics_rx = node.raft.metrics();
+            let m = metrics_rx.borrow_watched();
+            let follows = matches!(m.state, ServerState::Follower | ServerState::Learner);
+            m.current_leader
+                .filter(|l| follows && *l != node.id)
+                .and_then(|l| {
+                    let addr = m.membership_config.membership().get_node(&l)?.addr.clone();
+                    Some((l, m.current_term, addr))
+                })
+        };
+        if let Some((leader, term, addr)) = target {
+            let ttl = Duration::from_millis(node.config.election_timeout_min_ms);
+            if let Ok(mut client) = node.clients.client(&addr) {
+                let lease = Duration::from_millis(node.config.lease_ms);
+                let applied = *node.shared.applied_tx.borrow();
+                let holding = node
+                    .leases
+                    .grant_from(leader, term, applied)
+                    .is_some_and(|g| g.sent_at.elapsed() < lease);
+                let mut request = tonic::Request::new(pb::LeaseRequest {
+                    node_id: node.id,
+                    term,
+                    holding,
+                });
+                request.set_timeout(ttl);
+                if let Ok(Ok(resp)) = tokio::time::timeout(ttl, client.renew_lease(request)).await {
+                    let resp = resp.into_inner();
+                    if resp.granted {
+                        node.leases.granted(Grant {
+                            sent_at,
+                            leader,
+                            term,
+                            commit: resp.commit_index,
+                        });
+                    }
+                }
+            }
+        }
+        drop(node);
+        tokio::time::sleep_until((sent_at + interval).into()).await;
+    }
 }
 
 #[cfg(test)]

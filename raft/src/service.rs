@@ -1,10 +1,6 @@
 //! Server side of the peer transport: the `fulcrum.raft.v1.RaftPeer` gRPC service.
 
-use std::time::Duration;
-use std::time::Instant;
-
 use openraft::raft::AppendEntriesRequest;
-use openraft::raft::AppendEntriesResponse;
 use openraft::raft::TransferLeaderRequest;
 use openraft::raft::VoteRequest;
 use serde::de::DeserializeOwned;
@@ -16,7 +12,6 @@ use tonic::Streaming;
 
 use crate::node::attempt_to_peer_error;
 use crate::node::Attempt;
-use crate::node::LeaderContact;
 use crate::node::Op;
 use crate::node::Out;
 use crate::pb;
@@ -60,10 +55,8 @@ impl<A: App> RaftPeer for PeerService<A> {
         &self,
         request: Request<pb::RaftMessage>,
     ) -> Result<Response<pb::RaftMessage>, Status> {
-        let received = Instant::now();
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(&request.into_inner().json, "AppendEntriesRequest")?;
-        let leader_commit = rpc.leader_commit.as_ref().map(|l| l.index);
         let resp = self
             .node
             .inner
@@ -71,37 +64,6 @@ impl<A: App> RaftPeer for PeerService<A> {
             .append_entries(rpc)
             .await
             .map_err(stopped)?;
-        if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
-            let gap = Duration::from_millis(4 * self.node.inner.config.heartbeat_ms);
-            let mut contact = self
-                .node
-                .inner
-                .leader_contact
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            // After a gap in contact longer than a VIP lease (a pause, a partition, a
-            // restart), the node must apply what the leader had committed before it acts on
-            // its state again. RPCs queued during the gap arrive first, carrying old commit
-            // indexes: keep the highest seen while contact settles (two heartbeats).
-            let settle = Duration::from_millis(2 * self.node.inner.config.heartbeat_ms);
-            let gaps = contact.map_or(0, |c| c.gaps);
-            let (resync_commit, resync_since, gaps) = match *contact {
-                Some(c) if received.saturating_duration_since(c.received) <= gap => {
-                    if received.saturating_duration_since(c.resync_since) <= settle {
-                        (c.resync_commit.max(leader_commit), c.resync_since, gaps)
-                    } else {
-                        (c.resync_commit, c.resync_since, gaps)
-                    }
-                }
-                _ => (leader_commit, received, gaps + 1),
-            };
-            *contact = Some(LeaderContact {
-                received,
-                resync_commit,
-                resync_since,
-                gaps,
-            });
-        }
         reply(&resp)
     }
 
@@ -214,6 +176,18 @@ impl<A: App> RaftPeer for PeerService<A> {
             .await;
         Ok(Response::new(pb::ManagementResponse {
             error: attempt_to_peer_error(&res),
+        }))
+    }
+
+    async fn renew_lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
+        let req = request.into_inner();
+        let commit = self.node.grant_lease(req.node_id, req.term, req.holding);
+        Ok(Response::new(pb::LeaseResponse {
+            granted: commit.is_some(),
+            commit_index: commit.unwrap_or(0),
         }))
     }
 

@@ -167,12 +167,32 @@ async fn three_nodes_forward_read_failover_catch_up() {
     assert_eq!(st.role, Role::Leader);
     let repl = st.replication.expect("leader has replication progress");
     assert_eq!(repl.len(), 2, "{repl:?}");
-    for n in nodes.iter().filter(|n| n.id != leader) {
-        let s = n.node.status();
-        assert_eq!(s.leader_id, Some(leader));
-        assert!(s
-            .leader_contact_age
-            .is_some_and(|a| a < Duration::from_secs(2)));
+    // Followers renew their leases with the leader every heartbeat: each holds a grant
+    // carrying a commit index it has applied or will, and the leader saw each ask.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let leader_status = nodes[(leader - 1) as usize].node.status();
+        let asked = leader_status.replication.as_ref().is_some_and(|r| {
+            r.values().all(|p| {
+                p.lease_request_age
+                    .is_some_and(|a| a < Duration::from_secs(2))
+            })
+        });
+        let granted = nodes.iter().filter(|n| n.id != leader).all(|n| {
+            let s = n.node.status();
+            s.leader_id == Some(leader)
+                && s.lease_age.is_some_and(|a| a < Duration::from_secs(2))
+                && s.lease_commit
+                    .is_some_and(|c| c <= leader_status.committed_index.unwrap_or(0))
+        });
+        if asked && granted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no lease renewals: leader {leader_status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // Kill the leader; the others elect a new one and writes continue.
