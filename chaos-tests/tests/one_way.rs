@@ -30,9 +30,7 @@ use fulcrum_chaos_tests::failover::{
 };
 use fulcrum_chaos_tests::http::{first_success_after, longest_blackhole};
 use fulcrum_chaos_tests::stats::{ms, Summary};
-use fulcrum_chaos_tests::{
-    say, verify_acked, ArpWatch, Backends, HttpProbe, Lab, Writers,
-};
+use fulcrum_chaos_tests::{say, verify_acked, ArpWatch, Backends, HttpProbe, Lab, Writers};
 
 const ARP_ROUND: Duration = Duration::from_millis(50);
 const PROBE_INTERVAL: Duration = Duration::from_millis(25);
