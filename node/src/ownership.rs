@@ -37,6 +37,9 @@ pub struct OwnershipTimings {
     /// How long the leader waits without an acknowledgement before moving a node's VIPs
     /// (must exceed `lease`).
     pub dead_after: Duration,
+    /// How long a node may keep asking for lease renewals without holding a lease (its round
+    /// trip to the leader exceeds the lease: it can answer for nothing) before its VIPs move.
+    pub slow_after: Duration,
     /// Delay before holding a VIP taken over from another node.
     pub handover: Duration,
     /// How often placement and holding are re-evaluated.
@@ -52,6 +55,7 @@ impl OwnershipTimings {
         Self {
             lease: heartbeat * 4,
             dead_after: heartbeat * 5,
+            slow_after: heartbeat * 40,
             handover: heartbeat * 4,
             tick: heartbeat / 2,
         }
@@ -161,18 +165,19 @@ impl AnnouncedVips {
     }
 }
 
-/// Nodes the leader counts as alive: itself, and members that, within `dead_after`, asked to
-/// renew their lease while holding one (a node whose round trip to the leader exceeds the
-/// lease keeps asking but can answer for nothing), or that it has not had `dead_after` to
-/// hear from yet.
+/// Nodes the leader counts as alive: itself, and members that asked to renew their lease
+/// within `dead_after` and held one within `slow_after` (a node whose round trip to the
+/// leader exceeds the lease keeps asking but can answer for nothing), or that it has not had
+/// that long to hear from yet. Only availability rests on this judgement: a VIP moved away
+/// from a node that may still hold it waits a lease before its new owner answers.
 ///
 /// `deposed` is the leader this node took over from: its lease had run out when a majority
-/// elected a new leader (that majority had not heard from it for an election timeout, which
-/// is longer than a lease), so it counts as gone until it answers.
+/// elected a new leader (that majority had not heard from it for the Raft leader lease,
+/// which is longer than a lease), so it counts as gone until it asks.
 pub fn alive_nodes(
     status: &ClusterStatus,
     leader_for: Duration,
-    dead_after: Duration,
+    timings: &OwnershipTimings,
     deposed: Option<u64>,
 ) -> BTreeSet<u64> {
     let members = status.voters.keys().chain(status.learners.keys());
@@ -186,10 +191,11 @@ pub fn alive_nodes(
             let asked = progress.and_then(|p| p.lease_request_age);
             let held = progress.and_then(|p| p.holding_request_age);
             match (asked, held) {
-                (_, Some(age)) => age < dead_after,
-                // Asking, not yet holding (its first grant from this leader is on its way).
-                (Some(_), None) => leader_for < dead_after,
-                (None, None) => Some(*id) != deposed && leader_for < dead_after,
+                (Some(asked), _) if asked >= timings.dead_after => false,
+                (Some(_), Some(held)) => held < timings.slow_after,
+                // Asking, not holding yet: its first grants from this leader are on the way.
+                (Some(_), None) => leader_for < timings.slow_after,
+                (None, _) => Some(*id) != deposed && leader_for < timings.dead_after,
             }
         })
         .collect()
@@ -304,11 +310,11 @@ pub async fn place(
             }
             // A leader whose quorum's acknowledgements come back later than a lease (a slow
             // link) holds nothing, and neither does any follower, since they renew with it:
-            // after three leases of that, hand leadership to a node that holds a lease.
+            // after `slow_after` of that, hand leadership to a node that holds a lease.
             if lease_valid(&status, timings.lease) {
                 lease_lost_since = None;
             } else if lease_lost_since.get_or_insert_with(Instant::now).elapsed()
-                > timings.lease * 3
+                > timings.slow_after
             {
                 tracing::warn!(
                     node_id = status.node_id,
@@ -319,7 +325,7 @@ pub async fn place(
                 continue;
             }
             let since = *leader_since.get_or_insert_with(Instant::now);
-            let alive = alive_nodes(&status, since.elapsed(), timings.dead_after, deposed);
+            let alive = alive_nodes(&status, since.elapsed(), &timings, deposed);
             let (load, to_place) = raft.read_local(|app| placement_view(app, &alive));
             let changes = plan(load, &to_place);
             if !changes.is_empty() {
@@ -663,33 +669,55 @@ mod tests {
     #[test]
     fn a_new_leader_counts_the_deposed_leader_gone_at_once() {
         let status = new_leader_status();
-        let dead_after = Duration::from_millis(250);
+        let t = OwnershipTimings::from_heartbeat(Duration::from_millis(50));
         // Just elected: nodes not heard from yet get the benefit of the doubt, but not the
         // leader it took over from.
-        let alive = alive_nodes(&status, Duration::from_millis(10), dead_after, Some(1));
+        let alive = alive_nodes(&status, Duration::from_millis(10), &t, Some(1));
         assert_eq!(alive, BTreeSet::from([2, 3]));
-        let alive = alive_nodes(&status, Duration::from_millis(10), dead_after, None);
+        let alive = alive_nodes(&status, Duration::from_millis(10), &t, None);
         assert_eq!(alive, BTreeSet::from([1, 2, 3]));
         // Later, silence means gone.
-        let alive = alive_nodes(&status, Duration::from_secs(1), dead_after, None);
+        let alive = alive_nodes(&status, Duration::from_secs(1), &t, None);
         assert_eq!(alive, BTreeSet::from([2]));
-        // A node counts as alive only while it asks to renew a lease it holds: node 3 keeps
-        // asking, but its grants come back too late for it ever to hold one.
-        let progress = |holding: Option<u64>| fulcrum_raft::PeerProgress {
+    }
+
+    #[test]
+    fn a_node_that_asks_but_cannot_hold_a_lease_counts_as_gone_after_a_while() {
+        let mut status = new_leader_status();
+        let t = OwnershipTimings::from_heartbeat(Duration::from_millis(50));
+        let ms = Duration::from_millis;
+        let progress = |asked: u64, held: Option<u64>| fulcrum_raft::PeerProgress {
             matched_index: Some(3),
-            last_ack_age: Some(Duration::from_millis(10)),
-            lease_request_age: Some(Duration::from_millis(10)),
-            holding_request_age: holding.map(Duration::from_millis),
+            last_ack_age: Some(ms(10)),
+            lease_request_age: Some(ms(asked)),
+            holding_request_age: held.map(ms),
         };
-        let mut status = status;
+        // Node 1 holds; node 3 asks but has held no lease for longer than slow_after.
         status.replication = Some(BTreeMap::from([
-            (1, progress(Some(20))),
-            (3, progress(None)),
+            (1, progress(10, Some(20))),
+            (3, progress(10, Some(5000))),
         ]));
-        let alive = alive_nodes(&status, Duration::from_secs(1), dead_after, None);
-        assert_eq!(alive, BTreeSet::from([1, 2]));
-        status.replication = Some(BTreeMap::from([(1, progress(Some(300)))]));
-        let alive = alive_nodes(&status, Duration::from_secs(1), dead_after, None);
-        assert_eq!(alive, BTreeSet::from([2]));
+        let leading = Duration::from_secs(10);
+        assert_eq!(
+            alive_nodes(&status, leading, &t, None),
+            BTreeSet::from([1, 2])
+        );
+        // A hiccup shorter than slow_after changes nothing.
+        status.replication = Some(BTreeMap::from([
+            (1, progress(10, Some(1000))),
+            (3, progress(10, None)),
+        ]));
+        assert_eq!(
+            alive_nodes(&status, leading, &t, None),
+            BTreeSet::from([1, 2])
+        );
+        assert_eq!(
+            alive_nodes(&status, ms(100), &t, None),
+            BTreeSet::from([1, 2, 3]),
+            "not holding yet, just after the election"
+        );
+        // Silence for dead_after is gone, whatever it held.
+        status.replication = Some(BTreeMap::from([(1, progress(300, Some(300)))]));
+        assert_eq!(alive_nodes(&status, leading, &t, None), BTreeSet::from([2]));
     }
 }

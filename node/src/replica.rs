@@ -48,8 +48,8 @@ impl App for ModelApp {
 #[derive(Clone)]
 pub struct RaftStore {
     pub raft: RaftNode<ModelApp>,
-    /// How long without an acknowledgement before the leader counts a node as gone.
-    pub dead_after: std::time::Duration,
+    /// VIP ownership timings (when the leader counts a node as gone).
+    pub timings: crate::ownership::OwnershipTimings,
 }
 
 fn store_error(e: RaftError) -> StoreError {
@@ -113,7 +113,7 @@ impl Store for RaftStore {
         };
         let leader = s.role == Role::Leader;
         let alive =
-            crate::ownership::alive_nodes(&s, std::time::Duration::MAX, self.dead_after, None);
+            crate::ownership::alive_nodes(&s, std::time::Duration::MAX, &self.timings, None);
         let contact_ms = |id: u64| {
             s.replication
                 .as_ref()

@@ -135,7 +135,7 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
     dataplane.set_access_log(file.dataplane.access_log);
     let store = RaftStore {
         raft: raft.clone(),
-        dead_after: timings.dead_after,
+        timings,
     };
     let api = Api::new(
         store,

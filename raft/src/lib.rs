@@ -154,8 +154,9 @@ pub struct PeerProgress {
     pub matched_index: Option<u64>,
     /// Time since the peer last acknowledged a heartbeat or replication.
     pub last_ack_age: Option<Duration>,
-    /// Time since the peer's last lease request in this term arrived (its lease, measured
-    /// from when it sent that request, has run out once this exceeds the lease).
+    /// Time since the peer's last lease request in this term arrived, granted or not (its
+    /// lease, measured from when it sent a request, has run out once this exceeds the
+    /// lease).
     pub lease_request_age: Option<Duration>,
     /// Time since the last lease request in this term that the peer sent while it held a
     /// valid lease. A peer that keeps asking but never holds one (its round trip to the

@@ -364,19 +364,18 @@ impl<A: App> RaftNode<A> {
             .membership()
             .get_node(&node_id)
             .is_some();
-        let sole_leader = member
-            && m.state == ServerState::Leader
-            && m.current_term == term
-            && m.last_quorum_acked
-                .as_ref()
-                .is_some_and(|t| openraft::Instant::elapsed(&**t) < leader_lease);
-        if !sole_leader {
+        if !member || m.state != ServerState::Leader || m.current_term != term {
             return None;
         }
+        // Every request of this term counts as contact, granted or not.
         self.inner
             .leases
             .requested(node_id, term, holding, received);
-        Some(m.local_committed.as_ref().map_or(0, |l| l.index))
+        let sole_leader = m
+            .last_quorum_acked
+            .as_ref()
+            .is_some_and(|t| openraft::Instant::elapsed(&**t) < leader_lease);
+        sole_leader.then(|| m.local_committed.as_ref().map_or(0, |l| l.index))
     }
 
     /// This node's view of the cluster.
