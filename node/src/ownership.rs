@@ -227,41 +227,35 @@ pub fn plan(mut load: BTreeMap<u64, usize>, to_place: &[Placement]) -> HashMap<S
     changes
 }
 
-/// The load balancers among `changes` whose owner certainly holds nothing any more, so the
-/// new owner need not wait for it:
-/// - the leader this node took over from, silent since: its lease ran out before this leader
-///   was elected (a majority had not heard from it for the Raft leader lease, longer than a
-///   VIP lease; a graceful hand-over releases VIPs before leadership);
-/// - a node that sent this leader no lease request for `dead_after`, this leader having led
-///   that long: its grants date from before the leader's receipts, so they ran out within
-///   the lease (grants from a previous leader ran out before this one was elected plus a
-///   lease).
+/// The load balancers among `changes` whose owner is the leader this node took over from and
+/// that has not asked this leader for anything since: its lease ran out before this leader
+/// was elected (a majority had not heard from it for the Raft leader lease, longer than a
+/// VIP lease; a graceful hand-over releases VIPs before leadership), so the new owner need
+/// not wait for it.
 ///
-/// A node that keeps asking but does not hold a lease (a slow link) may hold one now and
-/// then: its VIPs move with the hand-over wait.
-pub fn released_owners(
+/// Every other move waits a lease: a node the leader finds silent may have lease requests
+/// queued behind a stall of the leader itself, granted after the decision with a commit
+/// index from before the move.
+pub fn released_by_deposed(
     status: &ClusterStatus,
-    leader_for: Duration,
-    dead_after: Duration,
     deposed: Option<u64>,
     to_place: &[Placement],
     changes: &HashMap<String, u64>,
 ) -> Vec<String> {
-    let asked = |id: u64| {
-        status
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&id))
-            .and_then(|p| p.lease_request_age)
+    let Some(deposed) = deposed else {
+        return Vec::new();
     };
-    let released = |owner: u64| match asked(owner) {
-        None if Some(owner) == deposed => true,
-        age => leader_for >= dead_after && age.is_none_or(|a| a >= dead_after),
-    };
+    let asked = status
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&deposed))
+        .is_some_and(|p| p.lease_request_age.is_some());
+    if asked {
+        return Vec::new();
+    }
     to_place
         .iter()
-        .filter(|p| changes.contains_key(&p.loadbalancer_id))
-        .filter(|p| p.owner.is_some_and(released))
+        .filter(|p| p.owner == Some(deposed) && changes.contains_key(&p.loadbalancer_id))
         .map(|p| p.loadbalancer_id.clone())
         .collect()
 }
@@ -329,14 +323,7 @@ pub async fn place(
             let (load, to_place) = raft.read_local(|app| placement_view(app, &alive));
             let changes = plan(load, &to_place);
             if !changes.is_empty() {
-                let owner_released = released_owners(
-                    &status,
-                    since.elapsed(),
-                    timings.dead_after,
-                    deposed,
-                    &to_place,
-                    &changes,
-                );
+                let owner_released = released_by_deposed(&status, deposed, &to_place, &changes);
                 tracing::info!(?changes, ?alive, ?owner_released, "placing VIPs");
                 let op = command::Op::VipAssignments(VipAssignments {
                     owners: changes,
@@ -633,37 +620,26 @@ mod tests {
     }
 
     #[test]
-    fn vips_of_silent_owners_need_no_hand_over() {
+    fn vips_of_a_silent_deposed_leader_need_no_hand_over() {
         let mut status = new_leader_status();
-        let dead_after = Duration::from_millis(250);
-        let just_elected = Duration::from_millis(10);
         let to_place = vec![p("a", Some(1), None), p("b", Some(3), None)];
         let changes = HashMap::from([("a".to_string(), 2), ("b".to_string(), 2)]);
-        let released = |status: &ClusterStatus, leader_for, deposed| {
-            released_owners(status, leader_for, dead_after, deposed, &to_place, &changes)
-        };
-        // Just elected: only the deposed leader's VIPs are free at once.
         assert_eq!(
-            released(&status, just_elected, Some(1)),
+            released_by_deposed(&status, Some(1), &to_place, &changes),
             vec!["a".to_string()]
         );
-        assert!(released(&status, just_elected, None).is_empty());
-        // Leading for longer than dead_after, nodes that never asked hold nothing.
-        let mut all = released(&status, Duration::from_secs(1), None);
-        all.sort();
-        assert_eq!(all, vec!["a".to_string(), "b".to_string()]);
-        // A node that keeps asking (a slow link) may hold a lease now and then: hand-over.
-        let asking = |age: u64| fulcrum_raft::PeerProgress {
-            matched_index: Some(3),
-            last_ack_age: Some(Duration::from_millis(5)),
-            lease_request_age: Some(Duration::from_millis(age)),
-            holding_request_age: None,
-        };
-        status.replication = Some(BTreeMap::from([(1, asking(5)), (3, asking(400))]));
-        assert_eq!(
-            released(&status, Duration::from_secs(1), Some(1)),
-            vec!["b".to_string()]
-        );
+        assert!(released_by_deposed(&status, None, &to_place, &changes).is_empty());
+        // Once the deposed leader asked for a lease, its VIPs move with the hand-over wait.
+        status.replication = Some(BTreeMap::from([(
+            1,
+            fulcrum_raft::PeerProgress {
+                matched_index: Some(3),
+                last_ack_age: Some(Duration::from_millis(5)),
+                lease_request_age: Some(Duration::from_millis(5)),
+                holding_request_age: None,
+            },
+        )]));
+        assert!(released_by_deposed(&status, Some(1), &to_place, &changes).is_empty());
     }
 
     #[test]
