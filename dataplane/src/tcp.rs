@@ -27,12 +27,16 @@
 //! [`crate::access_log`]).
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -54,6 +58,8 @@ pub(crate) async fn serve(
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Accepted sockets inherit TCP_NODELAY (Linux): no setsockopt per connection.
+    let _ = socket2::SockRef::from(&listener).set_tcp_nodelay(true);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -134,7 +140,6 @@ async fn proxy(
             return;
         }
     };
-    let _ = client.set_nodelay(true);
     let _ = member.set_nodelay(true);
     let activity = Activity::new();
     if let Some(v) = ProxyVersion::of(pool.config.protocol) {
@@ -153,11 +158,14 @@ async fn proxy(
         Some((u, d)) => (Some(u), Some(d)),
         None => (None, None),
     };
+    let (mut client, mut member) = (client, member);
+    let (client_rx, client_tx) = client.split();
+    let (member_rx, member_tx) = member.split();
     let both_ways = async {
         tokio::try_join!(
-            pump(&client, &member, &stats.bytes_in, &activity, up),
+            pump(client_rx, member_tx, &stats.bytes_in, &activity, up),
             async {
-                pump(&member, &client, &stats.bytes_out, &activity, down)
+                pump(member_rx, client_tx, &stats.bytes_out, &activity, down)
                     .await
                     .map_err(PumpError::reversed)
             },
@@ -275,13 +283,19 @@ fn give_buffer(mut buf: Vec<u8>) {
 /// each. Once a read fills the whole buffer the direction is bulk and moves
 /// on to `splice(2)` through a pipe (taken and given back the same way), so
 /// its bytes no longer cross user space (HAProxy's `splice-auto`).
+///
+/// A buffered read is tokio's `poll_read` (of the stream's read half), which
+/// clears the socket's readiness after a short read: the next wait then
+/// costs no failed `read` (`try_read` would leave the readiness set, and
+/// every message would cost a `read` returning `EAGAIN`).
 async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
+    mut from: ReadHalf<'_>,
+    to: WriteHalf<'_>,
     counter: &AtomicU64,
     activity: &Activity,
     tally: Option<&Tally>,
 ) -> Result<(), PumpError> {
+    let to: &TcpStream = to.as_ref();
     let mut buf: Option<Vec<u8>> = None;
     let mut pipe: Option<Pipe> = None;
     let mut bulk = false;
@@ -294,7 +308,7 @@ async fn pump(
                 Ok(p) => p,
                 Err(e) => break Err(PumpError::Local(e)),
             };
-            match p.fill(from) {
+            match p.fill(from.as_ref()) {
                 Ok(0) => {
                     p.give();
                     break Ok(());
@@ -318,7 +332,17 @@ async fn pump(
         }
         let b = buf.get_or_insert_with(take_buffer);
         b.clear();
-        match from.try_read_buf(b) {
+        // One attempt (readiness said readable); `Pending` is a spurious
+        // readiness (now cleared): give the buffer back and wait again.
+        let read = std::future::poll_fn(|cx| {
+            let attempt = std::pin::pin!(from.read_buf(&mut *b)).poll(cx);
+            Poll::Ready(match attempt {
+                Poll::Pending => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+                Poll::Ready(res) => res,
+            })
+        })
+        .await;
+        match read {
             Ok(0) => break Ok(()),
             Ok(n) => {
                 counter.fetch_add(n as u64, Ordering::Relaxed);

@@ -334,7 +334,14 @@ async fn new_learner_gets_snapshot_then_promoted() {
         .expect_err("unknown node");
     assert!(matches!(err, RaftError::MembershipRejected(_)), "{err}");
 
-    // Restart node 2: its state (snapshot + later entries) comes back from RocksDB.
+    // Restart node 2 once it applied everything: its state (snapshot + later entries) comes
+    // back from RocksDB. (An acknowledged write is committed, not necessarily applied on
+    // every node yet.)
+    let target = *n1.node.applied_index().borrow();
+    wait_until("node 2 applied the last write", T, || {
+        *n2.node.applied_index().borrow() >= target
+    })
+    .await;
     n2.kill().await;
     let n2b = RaftNode::<Kv>::start(c2, Kv::default())
         .await
