@@ -233,9 +233,9 @@ pub fn plan(mut load: BTreeMap<u64, usize>, to_place: &[Placement]) -> HashMap<S
 /// VIP lease; a graceful hand-over releases VIPs before leadership), so the new owner need
 /// not wait for it.
 ///
-/// Every other move waits a lease: a node the leader finds silent may have lease requests
-/// queued behind a stall of the leader itself, granted after the decision with a commit
-/// index from before the move.
+/// Owners the leader finds silent are released through lease revocation instead (see
+/// `place`): a node that merely looks silent may have lease requests queued behind a stall
+/// of the leader itself, which must not be granted with a commit index from before the move.
 pub fn released_by_deposed(
     status: &ClusterStatus,
     deposed: Option<u64>,
@@ -258,6 +258,33 @@ pub fn released_by_deposed(
         .filter(|p| p.owner == Some(deposed) && changes.contains_key(&p.loadbalancer_id))
         .map(|p| p.loadbalancer_id.clone())
         .collect()
+}
+
+/// Owners of VIPs to move that sent this leader no lease request for `dead_after`, this
+/// leader having led that long (grants from a previous leader ran out before this one was
+/// elected plus a lease): candidates for [`RaftNode::revoke_silent_leases`].
+fn silent_owners(
+    status: &ClusterStatus,
+    leader_for: Duration,
+    timings: &OwnershipTimings,
+    to_place: &[Placement],
+) -> Vec<u64> {
+    if leader_for < timings.dead_after {
+        return Vec::new();
+    }
+    let asked = |id: u64| {
+        status
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id))
+            .and_then(|p| p.lease_request_age)
+    };
+    let owners: BTreeSet<u64> = to_place
+        .iter()
+        .filter_map(|p| p.owner)
+        .filter(|o| *o != status.node_id && asked(*o).is_none_or(|a| a >= timings.dead_after))
+        .collect();
+    owners.into_iter().collect()
 }
 
 /// Whether this node's lease is valid now (see the module doc): for the leader a quorum
@@ -323,13 +350,35 @@ pub async fn place(
             let (load, to_place) = raft.read_local(|app| placement_view(app, &alive));
             let changes = plan(load, &to_place);
             if !changes.is_empty() {
-                let owner_released = released_by_deposed(&status, deposed, &to_place, &changes);
+                let mut owner_released = released_by_deposed(&status, deposed, &to_place, &changes);
+                // Owners that look silent: stop granting them leases (checked and revoked at
+                // once), so the ones still silent hold nothing and their VIPs are free at
+                // once; grants resume after the move committed.
+                let candidates = silent_owners(&status, since.elapsed(), &timings, &to_place);
+                let revoked = if candidates.is_empty() {
+                    Vec::new()
+                } else {
+                    raft.revoke_silent_leases(&candidates, timings.dead_after)
+                };
+                owner_released.extend(
+                    to_place
+                        .iter()
+                        .filter(|p| p.owner.is_some_and(|o| revoked.contains(&o)))
+                        .filter(|p| changes.contains_key(&p.loadbalancer_id))
+                        .filter(|p| !owner_released.contains(&p.loadbalancer_id))
+                        .map(|p| p.loadbalancer_id.clone())
+                        .collect::<Vec<_>>(),
+                );
                 tracing::info!(?changes, ?alive, ?owner_released, "placing VIPs");
                 let op = command::Op::VipAssignments(VipAssignments {
                     owners: changes,
                     owner_released,
                 });
-                crate::reconcile::propose(&raft, op, &shutdown).await;
+                // If the outcome is unknown the move may still commit: the revoked nodes
+                // stay revoked (in this term) rather than get grants from before it.
+                if crate::reconcile::propose(&raft, op, &shutdown).await {
+                    raft.restore_leases(&revoked);
+                }
             }
         } else {
             leader_since = None;
@@ -640,6 +689,28 @@ mod tests {
             },
         )]));
         assert!(released_by_deposed(&status, Some(1), &to_place, &changes).is_empty());
+    }
+
+    #[test]
+    fn silent_owners_are_revocation_candidates_once_the_leader_led_long_enough() {
+        let mut status = new_leader_status();
+        let t = OwnershipTimings::from_heartbeat(Duration::from_millis(50));
+        let asking = |age: u64| fulcrum_raft::PeerProgress {
+            matched_index: Some(3),
+            last_ack_age: None,
+            lease_request_age: Some(Duration::from_millis(age)),
+            holding_request_age: None,
+        };
+        status.replication = Some(BTreeMap::from([(1, asking(20)), (3, asking(400))]));
+        let to_place = vec![
+            p("a", Some(1), None),
+            p("b", Some(3), None),
+            p("c", Some(3), None),
+            p("d", None, None),
+        ];
+        let leading = Duration::from_secs(1);
+        assert_eq!(silent_owners(&status, leading, &t, &to_place), vec![3]);
+        assert!(silent_owners(&status, Duration::from_millis(100), &t, &to_place).is_empty());
     }
 
     #[test]

@@ -39,15 +39,20 @@ pub fn background_command(op: command::Op) -> Vec<u8> {
 
 /// Proposes a background command (no request id: nothing is remembered for it), giving up
 /// at shutdown so a node that lost its quorum still stops at once.
-pub async fn propose(raft: &RaftNode<ModelApp>, op: command::Op, shutdown: &watch::Receiver<bool>) {
+pub async fn propose(
+    raft: &RaftNode<ModelApp>,
+    op: command::Op,
+    shutdown: &watch::Receiver<bool>,
+) -> bool {
     let mut shutdown = shutdown.clone();
     let result = tokio::select! {
         r = raft.write(background_command(op)) => r,
-        _ = shutdown.wait_for(|s| *s) => return,
+        _ = shutdown.wait_for(|s| *s) => return false,
     };
-    if let Err(e) = result {
+    if let Err(e) = &result {
         tracing::debug!(error = %e, "background proposal failed; will retry");
     }
+    result.is_ok()
 }
 
 fn is_leader(raft: &RaftNode<ModelApp>) -> bool {

@@ -36,9 +36,11 @@ const MAX_GRANTS: usize = 16;
 #[derive(Debug, Clone, Copy)]
 struct Requests {
     term: u64,
-    last: Instant,
+    last: Option<Instant>,
     /// The last one sent while the node held a valid lease.
     holding: Option<Instant>,
+    /// No grants for this node until restored (its VIPs are being moved without a wait).
+    revoked: bool,
 }
 
 /// Both sides of the lease protocol on one node.
@@ -82,25 +84,62 @@ impl Leases {
     }
 
     /// Leader side: notes a request from `node` in `term`, sent while it held a valid lease
-    /// or not.
-    pub(crate) fn requested(&self, node: u64, term: u64, holding: bool, at: Instant) {
+    /// or not; returns whether it may be granted (the node's leases are not revoked).
+    pub(crate) fn requested(&self, node: u64, term: u64, holding: bool, at: Instant) -> bool {
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = Self::entry(&mut requests, node, term);
+        entry.last = Some(at);
+        if holding {
+            entry.holding = Some(at);
+        }
+        !entry.revoked
+    }
+
+    /// Leader side: stops granting leases to those of `nodes` that sent no request in `term`
+    /// for `silent_for` (checked and revoked at once, so no grant slips in between); returns
+    /// them. A node's lease rests on a grant answering a request the leader received, so the
+    /// lease of a node revoked this way ran out before the revocation if `silent_for` is
+    /// longer than a lease.
+    pub(crate) fn revoke_silent(&self, nodes: &[u64], term: u64, silent_for: Duration) -> Vec<u64> {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let mut revoked = Vec::new();
+        for &node in nodes {
+            let entry = Self::entry(&mut requests, node, term);
+            if entry.last.is_none_or(|at| at.elapsed() >= silent_for) {
+                entry.revoked = true;
+                revoked.push(node);
+            }
+        }
+        revoked
+    }
+
+    /// Leader side: grants leases to `nodes` again.
+    pub(crate) fn restore(&self, nodes: &[u64]) {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        for node in nodes {
+            if let Some(entry) = requests.get_mut(node) {
+                entry.revoked = false;
+            }
+        }
+    }
+
+    /// The requests entry of `node` for `term` (a new term starts over).
+    fn entry(requests: &mut HashMap<u64, Requests>, node: u64, term: u64) -> &mut Requests {
         let entry = requests.entry(node).or_insert(Requests {
             term,
-            last: at,
+            last: None,
             holding: None,
+            revoked: false,
         });
         if entry.term != term {
             *entry = Requests {
                 term,
-                last: at,
+                last: None,
                 holding: None,
+                revoked: false,
             };
         }
-        entry.last = at;
-        if holding {
-            entry.holding = Some(at);
-        }
+        entry
     }
 
     /// Leader side: how long ago `node` last asked for a renewal in `term`, and last did so
@@ -112,7 +151,7 @@ impl Leases {
     ) -> (Option<Duration>, Option<Duration>) {
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         match requests.get(&node).filter(|r| r.term == term) {
-            Some(r) => (Some(r.last.elapsed()), r.holding.map(|h| h.elapsed())),
+            Some(r) => (r.last.map(|l| l.elapsed()), r.holding.map(|h| h.elapsed())),
             None => (None, None),
         }
     }
@@ -148,14 +187,23 @@ mod tests {
         assert_eq!(leases.grant_from(1, 3, 20), None);
         assert_eq!(leases.grant_from(2, 4, 20).map(|g| g.commit), Some(12));
 
-        leases.requested(5, 3, false, Instant::now());
+        assert!(leases.requested(5, 3, false, Instant::now()));
         assert!(matches!(leases.request_ages(5, 3), (Some(_), None)));
-        leases.requested(5, 3, true, Instant::now());
+        assert!(leases.requested(5, 3, true, Instant::now()));
         assert!(matches!(leases.request_ages(5, 3), (Some(_), Some(_))));
         assert_eq!(leases.request_ages(5, 4), (None, None));
         assert_eq!(leases.request_ages(6, 3), (None, None));
         // A new term starts over.
-        leases.requested(5, 4, false, Instant::now());
+        assert!(leases.requested(5, 4, false, Instant::now()));
         assert!(matches!(leases.request_ages(5, 4), (Some(_), None)));
+
+        // Revocation: only silent nodes, checked at once; no grants until restored.
+        let silent_for = Duration::from_millis(50);
+        assert_eq!(leases.revoke_silent(&[5, 6], 4, silent_for), vec![6]);
+        std::thread::sleep(silent_for);
+        assert_eq!(leases.revoke_silent(&[5], 4, silent_for), vec![5]);
+        assert!(!leases.requested(5, 4, true, Instant::now()));
+        leases.restore(&[5, 6]);
+        assert!(leases.requested(5, 4, true, Instant::now()));
     }
 }

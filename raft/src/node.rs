@@ -368,14 +368,38 @@ impl<A: App> RaftNode<A> {
             return None;
         }
         // Every request of this term counts as contact, granted or not.
-        self.inner
+        let may_grant = self
+            .inner
             .leases
             .requested(node_id, term, holding, received);
-        let sole_leader = m
-            .last_quorum_acked
-            .as_ref()
-            .is_some_and(|t| openraft::Instant::elapsed(&**t) < leader_lease);
+        let sole_leader = may_grant
+            && m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|t| openraft::Instant::elapsed(&**t) < leader_lease);
         sole_leader.then(|| m.local_committed.as_ref().map_or(0, |l| l.index))
+    }
+
+    /// On the leader: stops granting leases to those of `nodes` that sent it no lease
+    /// request for `silent_for` (longer than a lease), checked and revoked at once; returns
+    /// them. Their leases have run out and no new one is granted until
+    /// [`restore_leases`](Self::restore_leases), so whatever is moved away from them in the
+    /// meantime is free at once. Empty when this node does not lead.
+    pub fn revoke_silent_leases(&self, nodes: &[u64], silent_for: Duration) -> Vec<u64> {
+        let term = {
+            let metrics_rx = self.inner.raft.metrics();
+            let m = metrics_rx.borrow_watched();
+            if m.state != ServerState::Leader {
+                return Vec::new();
+            }
+            m.current_term
+        };
+        self.inner.leases.revoke_silent(nodes, term, silent_for)
+    }
+
+    /// Grants leases to `nodes` again (after what was moved away from them committed: new
+    /// grants carry a commit index that includes the move).
+    pub fn restore_leases(&self, nodes: &[u64]) {
+        self.inner.leases.restore(nodes);
     }
 
     /// This node's view of the cluster.
