@@ -3,9 +3,11 @@
 //!
 //! - Placement (leader): an unplaced VIP goes to the live node holding the fewest (avoiding the
 //!   node a failover moved it from); a VIP moves only when its owner is gone: no lease
-//!   request for `dead_after` (longer than the owner's lease), or no longer a member.
-//!   A returning node does not get its VIPs back, so nothing flaps. A new leader waits
-//!   `dead_after` before judging nodes it has not heard from yet.
+//!   request for `dead_after` (longer than the owner's lease), asking without holding a
+//!   lease for `slow_after`, or no longer a member. A returning node does not get its VIPs
+//!   back, so nothing flaps. A new leader waits `dead_after` before judging nodes it has
+//!   not heard from yet. A stalled or delayed leader that cannot keep its own lease for
+//!   `slow_after` hands leadership over.
 //! - Holding (every node): a VIP placed here is held while the lease is valid. The leader's:
 //!   a quorum acknowledged a heartbeat sent within `lease`. A follower's: the leader granted
 //!   a lease request sent within `lease` (the raft crate's follower leases: dated from the
@@ -15,7 +17,9 @@
 //!   lease the node releases at once. A VIP taken from a node that may still hold it is held
 //!   only `handover` (one lease) after the move was applied here: a previous owner that
 //!   still hears the leader applies the same move and lets go, and one that does not loses
-//!   its lease within that time.
+//!   its lease within that time. No wait for the VIPs of a deposed leader (its lease ran out
+//!   before the election) or of a silent owner whose leases the leader revoked in the same
+//!   step as it checked the silence (`owner_released` in the move).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
