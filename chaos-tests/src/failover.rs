@@ -282,6 +282,25 @@ pub async fn wait_owner(
     }
 }
 
+/// The owner of load balancer `id`'s VIP, first moved off `leader` with
+/// `FailoverLoadBalancer` if the leader holds it (for scenarios that fault a follower owner).
+/// Fails the test if no owner shows up within 20 s.
+pub async fn owner_off_leader(lab: &Lab, id: &str, leader: NodeId) -> NodeId {
+    let within = Duration::from_secs(20);
+    let owner = wait_owner(lab, id, within, |_| true)
+        .await
+        .unwrap_or_else(|e| lab.fail(&e));
+    if owner != leader {
+        return owner;
+    }
+    failover(lab, id)
+        .await
+        .unwrap_or_else(|e| lab.fail(&format!("move the VIP off the leader: {e}")));
+    wait_owner(lab, id, within, |n| n != leader)
+        .await
+        .unwrap_or_else(|e| lab.fail(&e))
+}
+
 /// `FailoverLoadBalancer` through any reachable node.
 pub async fn failover(lab: &Lab, id: &str) -> Result<LoadBalancer, String> {
     let mut errors = Vec::new();

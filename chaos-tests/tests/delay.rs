@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use fulcrum_chaos_tests::delay::connect_rtts;
 use fulcrum_chaos_tests::failover::{
-    check_handover, client_neighbour, create_vip_lb, double_answer_spans, failover, timeline,
-    wait_owner, ALL_BACKENDS,
+    check_handover, client_neighbour, create_vip_lb, double_answer_spans, owner_off_leader,
+    timeline, wait_owner, ALL_BACKENDS,
 };
 use fulcrum_chaos_tests::http::{first_success_after, longest_blackhole};
 use fulcrum_chaos_tests::lab::PEER_PORT;
@@ -225,18 +225,13 @@ async fn run_delay(test: &str, target: Target) {
         .await
         .unwrap_or_else(|e| lab.fail(&e));
     watch.watch(lb.vip);
-    let mut owner = wait_owner(&lab, &lb.id, Duration::from_secs(20), |_| true)
-        .await
-        .unwrap_or_else(|e| lab.fail(&e));
     let (leader, term) = lab.wait_for_leader().await;
-    if target == Target::FollowerOwner && owner == leader {
-        failover(&lab, &lb.id)
+    let owner = match target {
+        Target::FollowerOwner => owner_off_leader(&lab, &lb.id, leader).await,
+        Target::Leader => wait_owner(&lab, &lb.id, Duration::from_secs(20), |_| true)
             .await
-            .unwrap_or_else(|e| lab.fail(&format!("move the VIP off the leader: {e}")));
-        owner = wait_owner(&lab, &lb.id, Duration::from_secs(20), |n| n != leader)
-            .await
-            .unwrap_or_else(|e| lab.fail(&e));
-    }
+            .unwrap_or_else(|e| lab.fail(&e)),
+    };
     watch
         .wait_sole_claimer(
             lb.vip,

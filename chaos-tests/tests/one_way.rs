@@ -25,8 +25,8 @@
 use std::time::{Duration, Instant};
 
 use fulcrum_chaos_tests::failover::{
-    check_succession, client_neighbour, create_vip_lb, double_answer_spans, failover, timeline,
-    wait_owner, ALL_BACKENDS,
+    check_succession, client_neighbour, create_vip_lb, double_answer_spans, owner_off_leader,
+    timeline, wait_owner, ALL_BACKENDS,
 };
 use fulcrum_chaos_tests::http::{first_success_after, longest_blackhole};
 use fulcrum_chaos_tests::stats::{ms, Summary};
@@ -91,17 +91,7 @@ async fn run(test: &str, dir: Direction) {
     for round in 1..=rounds() {
         lab.wait_for_catch_up(Duration::from_secs(30)).await;
         let (leader, _) = lab.wait_for_leader().await;
-        let mut owner = wait_owner(&lab, &lb.id, Duration::from_secs(20), |_| true)
-            .await
-            .unwrap_or_else(|e| lab.fail(&e));
-        if owner == leader {
-            failover(&lab, &lb.id)
-                .await
-                .unwrap_or_else(|e| lab.fail(&format!("move the VIP off the leader: {e}")));
-            owner = wait_owner(&lab, &lb.id, Duration::from_secs(20), |n| n != leader)
-                .await
-                .unwrap_or_else(|e| lab.fail(&e));
-        }
+        let owner = owner_off_leader(&lab, &lb.id, leader).await;
         watch
             .wait_sole_claimer(
                 lb.vip,

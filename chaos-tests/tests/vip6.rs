@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use fulcrum_chaos_tests::failover::{
     check_handover, check_routing_at, client_neighbour, create_vip6_lb, double_answer_spans,
-    failover, timeline, wait_owner, ALL_BACKENDS,
+    owner_off_leader, timeline, wait_owner, ALL_BACKENDS,
 };
 use fulcrum_chaos_tests::http::{first_success_after, longest_blackhole};
 use fulcrum_chaos_tests::ndp::NdpWatch;
@@ -86,17 +86,7 @@ async fn vip6_kill_owner() {
     for round in 1..=rounds() {
         lab.wait_for_catch_up(Duration::from_secs(30)).await;
         let (leader, _) = lab.wait_for_leader().await;
-        let mut old = wait_owner(&lab, &lb.id, Duration::from_secs(20), |_| true)
-            .await
-            .unwrap_or_else(|e| lab.fail(&e));
-        if old == leader {
-            failover(&lab, &lb.id)
-                .await
-                .unwrap_or_else(|e| lab.fail(&format!("move the VIP off the leader: {e}")));
-            old = wait_owner(&lab, &lb.id, Duration::from_secs(20), |n| n != leader)
-                .await
-                .unwrap_or_else(|e| lab.fail(&e));
-        }
+        let old = owner_off_leader(&lab, &lb.id, leader).await;
         watch
             .wait_sole_claimer(
                 lb.vip,
