@@ -23,7 +23,9 @@
 //! the same member. A request that reached a member is never retried.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,13 +35,14 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access_log::{note, HttpLog, Termination};
+use crate::client_stream::{Acceptor, ClientProtocol, ClientStream};
 use crate::config::SessionPersistence;
 use crate::io::{maybe_timeout, Metered};
 use crate::l7::{self, RequestView};
@@ -63,9 +66,16 @@ pub(crate) async fn serve(
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let acceptor = match Acceptor::new(listener) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(listener = %shared.local_addr, error = %e, "cannot watch the listening socket");
+            return;
+        }
+    };
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = acceptor.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -115,18 +125,27 @@ impl ConnCtx {
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    mut stream: ClientStream,
     peer: SocketAddr,
     routes: Arc<Routes>,
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
     _guard: ActiveGuard,
 ) {
-    let _ = stream.set_nodelay(true);
+    let client_data = routes.config.timeouts.client_data;
+    drop(routes);
     // The bound address, unless bound to a wildcard (then ask the socket).
     let local = match shared.local_addr {
         a if a.ip().is_unspecified() => stream.local_addr().unwrap_or(a),
         a => a,
+    };
+    let protocol = match stream.sniff(client_data).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "client sent no request");
+            shared.stats.error();
+            return;
+        }
     };
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
@@ -139,29 +158,55 @@ async fn serve_connection(
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
     });
-    let client_data = routes.config.timeouts.client_data;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout((!client_data.is_zero()).then_some(client_data));
-    builder.http2().timer(TokioTimer::new());
-    drop(routes);
     let io = TokioIo::new(Metered::new(stream, Some(shared.stats.clone()), None));
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    let res = tokio::select! {
-        res = conn.as_mut() => res,
-        _ = crate::io::stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let res = match protocol {
+        ClientProtocol::Http1 => {
+            // `half_close`: a client may shut its sending side down once the
+            // request is out, and no read of the client socket is made while
+            // a request without a body is in progress (HAProxy's default; it
+            // also keeps the socket unregistered, see `client_stream`). A
+            // client that leaves meanwhile is noticed when the response is
+            // written.
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .half_close(true)
+                .header_read_timeout((!client_data.is_zero()).then_some(client_data))
+                .serve_connection(io, service)
+                .with_upgrades();
+            until_stopped(conn, &mut stop, |c| c.graceful_shutdown()).await
+        }
+        ClientProtocol::Http2 => {
+            let conn = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service);
+            until_stopped(conn, &mut stop, |c| c.graceful_shutdown()).await
         }
     };
     if let Err(e) = res {
         // Malformed requests end here (hyper has answered 400 when it could).
         tracing::debug!(%peer, error = %e, "client connection error");
         shared.stats.error();
+    }
+}
+
+/// Drives a client connection; when `stop` turns true, asks it to shut down
+/// gracefully (finish in-flight requests) and drives it to the end.
+async fn until_stopped<C>(
+    conn: C,
+    stop: &mut watch::Receiver<bool>,
+    graceful_shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => res,
+        _ = crate::io::stopped(stop) => {
+            graceful_shutdown(conn.as_mut());
+            conn.await
+        }
     }
 }
 

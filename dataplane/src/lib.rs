@@ -14,6 +14,7 @@ mod health;
 mod status;
 
 mod balancer;
+mod client_stream;
 mod http;
 mod io;
 mod l7;

@@ -286,6 +286,59 @@ async fn malformed_request_is_400_and_never_reaches_a_member() {
     .await;
 }
 
+/// Sends `parts` with a pause between them and reads the answer to its end.
+async fn raw_exchange(addr: std::net::SocketAddr, parts: &[&[u8]], half_close: bool) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.write_all(part).await.unwrap();
+    }
+    if half_close {
+        s.shutdown().await.unwrap();
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("no hang")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn half_closed_clients_and_heads_in_pieces_are_answered() {
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    h.apply_ok(config(vec![listener(
+        "l",
+        ListenerProtocol::Http,
+        Some(http_pool("p", &[&b])),
+    )]))
+    .await;
+    // The client shuts its sending side down once the request is out and
+    // still gets its response (then the connection closes).
+    let out = raw_exchange(h.addr("l"), &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"], true).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("\r\n\r\nb"),
+        "{out:?}"
+    );
+    // A head that arrives in pieces, and a keep-alive connection's second
+    // request that comes later (both make the proxy wait for the client).
+    let out = raw_exchange(
+        h.addr("l"),
+        &[
+            b"GET / HT",
+            b"TP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out:?}");
+    assert_eq!(b.requests.load(Ordering::SeqCst), 3);
+}
+
 #[tokio::test]
 async fn insert_headers_keep_alive_and_h2c() {
     let h = Harness::new();
