@@ -82,10 +82,14 @@ pub(crate) struct Acceptor {
 impl Acceptor {
     /// Takes over a bound, listening socket. Sets `TCP_NODELAY` on it:
     /// accepted sockets inherit it (Linux), which saves a `setsockopt` per
-    /// connection.
+    /// connection. And turns quick ACKs off (HAProxy does the same for its
+    /// HTTP frontends): a client's request is then acknowledged by the
+    /// response instead of by a segment of its own (unless the response
+    /// takes longer than the delayed-ACK timer).
     pub(crate) fn new(listener: TcpListener) -> io::Result<Self> {
         let socket = Socket::from(listener.into_std()?);
         socket.set_tcp_nodelay(true)?;
+        socket.set_tcp_quickack(false)?;
         Ok(Self {
             listening: TcpStream::from_std(socket.into())?,
         })
