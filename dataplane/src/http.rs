@@ -27,6 +27,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,7 +35,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -44,7 +45,7 @@ use tokio::sync::watch;
 use crate::access_log::{note, HttpLog, Termination};
 use crate::client_stream::{Acceptor, ClientProtocol, ClientStream};
 use crate::config::SessionPersistence;
-use crate::io::{maybe_timeout, Metered};
+use crate::io::{maybe_timeout, Activity, Busy, Metered};
 use crate::l7::{self, RequestView};
 use crate::listener::{ListenerShared, RouteAction, Routes};
 use crate::member_pool::{self, ConnKey, Ends, IdleConns, MemberBody, RequestBody};
@@ -53,6 +54,34 @@ use crate::proxy_protocol::ProxyVersion;
 use crate::status::ActiveGuard;
 
 type Body = Either<MemberBody, Full<Bytes>>;
+
+/// A response on its way to the client. Its request counts as busy (see
+/// [`Activity::busy`]) until hyper drops it, so the client's idle timeout
+/// does not run while the member thinks or the body streams.
+struct Answer {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = Bytes;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// Cookie inserted for `HTTP_COOKIE` persistence (the name Octavia's haproxy uses).
 const PERSISTENCE_COOKIE: &str = "SRV";
@@ -147,6 +176,7 @@ async fn serve_connection(
             return;
         }
     };
+    let activity = Activity::new();
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
         peer,
@@ -154,11 +184,25 @@ async fn serve_connection(
         peer_ip: std::sync::OnceLock::new(),
         private: std::sync::OnceLock::new(),
     });
+    let busy_on = activity.clone();
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
+        let busy = busy_on.busy();
+        async move {
+            let resp = handle(req, &ctx).await;
+            Ok::<_, Infallible>(resp.map(|body| Answer { body, _busy: busy }))
+        }
     });
-    let io = TokioIo::new(Metered::new(stream, Some(shared.stats.clone()), None));
+    let io = TokioIo::new(Metered::new(
+        stream,
+        Some(shared.stats.clone()),
+        Some(activity.clone()),
+    ));
+    // timeout_client_data: the connection closes once the client has sent
+    // and received nothing for that long while no request of it is in
+    // progress (HAProxy's `timeout client`). One timer per connection, not
+    // one per request (hyper's header-read timeout arms one per request).
+    let idle = activity.idle(client_data);
     let res = match protocol {
         ClientProtocol::Http1 => {
             // `half_close`: a client may shut its sending side down once the
@@ -171,16 +215,16 @@ async fn serve_connection(
                 .timer(TokioTimer::new())
                 .keep_alive(true)
                 .half_close(true)
-                .header_read_timeout((!client_data.is_zero()).then_some(client_data))
+                .header_read_timeout(None)
                 .serve_connection(io, service)
                 .with_upgrades();
-            until_stopped(conn, &mut stop, |c| c.graceful_shutdown()).await
+            until_stopped(conn, &mut stop, idle, |c| c.graceful_shutdown()).await
         }
         ClientProtocol::Http2 => {
             let conn = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .serve_connection(io, service);
-            until_stopped(conn, &mut stop, |c| c.graceful_shutdown()).await
+            until_stopped(conn, &mut stop, idle, |c| c.graceful_shutdown()).await
         }
     };
     if let Err(e) = res {
@@ -190,11 +234,13 @@ async fn serve_connection(
     }
 }
 
-/// Drives a client connection; when `stop` turns true, asks it to shut down
+/// Drives a client connection until it ends or `idle` completes (then it is
+/// dropped, closing it); when `stop` turns true, asks it to shut down
 /// gracefully (finish in-flight requests) and drives it to the end.
 async fn until_stopped<C>(
     conn: C,
     stop: &mut watch::Receiver<bool>,
+    idle: impl Future<Output = ()>,
     graceful_shutdown: impl FnOnce(Pin<&mut C>),
 ) -> Result<(), hyper::Error>
 where
@@ -203,6 +249,10 @@ where
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => res,
+        _ = idle => {
+            tracing::debug!("client connection idle for timeout_client_data: closed");
+            Ok(())
+        }
         _ = crate::io::stopped(stop) => {
             graceful_shutdown(conn.as_mut());
             conn.await

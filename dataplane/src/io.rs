@@ -11,11 +11,26 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::status::StatsCounters;
 
-/// Last time bytes moved on a connection, in milliseconds since it opened.
+/// Last time bytes moved on a connection, in milliseconds since it opened,
+/// and how many requests on it wait for something other than the client
+/// (HTTP: a request is busy until its response has been sent).
 #[derive(Debug)]
 pub(crate) struct Activity {
     start: Instant,
     last_ms: AtomicU64,
+    busy: AtomicU64,
+}
+
+/// A request in progress on a connection (see [`Activity::busy`]).
+#[derive(Debug)]
+pub(crate) struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // The client's idle time starts when the response is done.
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Activity {
@@ -23,7 +38,15 @@ impl Activity {
         Arc::new(Self {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
         })
+    }
+
+    /// Marks a request in progress until the returned guard is dropped:
+    /// meanwhile [`Self::idle`] does not complete.
+    pub(crate) fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
     }
 
     /// Records activity now (for callers that move data themselves).
@@ -40,16 +63,23 @@ impl Activity {
         self.last_ms.load(Ordering::Relaxed)
     }
 
-    /// Completes once nothing has moved for `idle`; never if `idle` is zero.
+    /// Completes once nothing has moved for `idle` and no request is busy;
+    /// never if `idle` is zero. One timer, re-armed only when it runs out.
     pub(crate) async fn idle(&self, idle: Duration) {
         if idle.is_zero() {
             return std::future::pending().await;
         }
+        let sleep = tokio::time::sleep(idle);
+        tokio::pin!(sleep);
         loop {
             let last = self.last();
             let deadline = self.start + Duration::from_millis(last) + idle;
-            tokio::time::sleep_until(deadline.into()).await;
-            if self.last() == last {
+            sleep.as_mut().reset(deadline.into());
+            sleep.as_mut().await;
+            if self.busy.load(Ordering::Relaxed) > 0 {
+                // Busy requests answer to their own timeouts; look again later.
+                self.touch();
+            } else if self.last() == last {
                 return;
             }
         }
@@ -75,6 +105,16 @@ impl<S> Metered<S> {
             inner,
             stats,
             activity,
+        }
+    }
+
+    /// Counts written bytes; writing is activity too.
+    fn wrote(&self, n: usize) {
+        if let Some(s) = &self.stats {
+            s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if let (Some(a), true) = (&self.activity, n > 0) {
+            a.touch();
         }
     }
 }
@@ -108,9 +148,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
-            if let Some(s) = &self.stats {
-                s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-            }
+            self.wrote(n);
         }
         res
     }
@@ -122,9 +160,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = res {
-            if let Some(s) = &self.stats {
-                s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-            }
+            self.wrote(n);
         }
         res
     }

@@ -339,6 +339,90 @@ async fn half_closed_clients_and_heads_in_pieces_are_answered() {
     assert_eq!(b.requests.load(Ordering::SeqCst), 3);
 }
 
+/// A member that answers each request after `delay`, keeping the connection.
+async fn slow_member(delay: Duration) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    tokio::time::sleep(delay).await;
+                    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow";
+                    if s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `sent`, then reads until the proxy closes: how long that took and
+/// what came back.
+async fn until_closed(addr: std::net::SocketAddr, sent: &[u8]) -> (Duration, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let start = std::time::Instant::now();
+    s.write_all(sent).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap();
+    (start.elapsed(), String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    let slow = slow_member(Duration::from_millis(700)).await;
+    let timeout = Duration::from_millis(300);
+    let mut fast = listener("fast", ListenerProtocol::Http, Some(http_pool("p", &[&b])));
+    fast.timeouts.client_data = timeout;
+    let mut waits = listener(
+        "waits",
+        ListenerProtocol::Http,
+        Some(pool(
+            "s",
+            PoolProtocol::Http,
+            LbAlgorithm::RoundRobin,
+            vec![member("s-m", slow)],
+        )),
+    );
+    waits.timeouts.client_data = timeout;
+    h.apply_ok(config(vec![fast, waits])).await;
+    let in_time = |took: Duration| took >= timeout - Duration::from_millis(5) && took < timeout * 5;
+
+    // Nothing sent, half a head, and a keep-alive connection after its answer.
+    for sent in [&b""[..], b"GET / HTTP/1.1\r\nHo"] {
+        let (took, out) = until_closed(h.addr("fast"), sent).await;
+        assert!(
+            out.is_empty() && in_time(took),
+            "{sent:?}: {took:?} {out:?}"
+        );
+    }
+    let (took, out) = until_closed(h.addr("fast"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && in_time(took),
+        "{took:?} {out:?}"
+    );
+
+    // A request that waits for its member longer than timeout_client_data
+    // is answered; the idle time counts from the answer.
+    let (took, out) = until_closed(h.addr("waits"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("slow"),
+        "{out:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(700) + timeout - Duration::from_millis(5),
+        "{took:?}"
+    );
+}
+
 #[tokio::test]
 async fn insert_headers_keep_alive_and_h2c() {
     let h = Harness::new();
