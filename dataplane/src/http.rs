@@ -203,28 +203,38 @@ async fn serve_connection(
     // progress (HAProxy's `timeout client`). One timer per connection, not
     // one per request (hyper's header-read timeout arms one per request).
     let idle = activity.idle(client_data);
+    // Boxed: hyper's connection state (and HTTP/2's, larger still) is
+    // allocated only once the client has sent something, so a connection
+    // that waits for its first bytes holds a small task, and spawning one
+    // copies less.
     let res = match protocol {
         ClientProtocol::Http1 => {
-            // `half_close`: a client may shut its sending side down once the
-            // request is out, and no read of the client socket is made while
-            // a request without a body is in progress (HAProxy's default; it
-            // also keeps the socket unregistered, see `client_stream`). A
-            // client that leaves meanwhile is noticed when the response is
-            // written.
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                .half_close(true)
-                .header_read_timeout(None)
-                .serve_connection(io, service)
-                .with_upgrades();
-            until_stopped(conn, &mut stop, idle, |c| c.graceful_shutdown()).await
+            Box::pin(async move {
+                // `half_close`: a client may shut its sending side down once
+                // the request is out, and no read of the client socket is
+                // made while a request without a body is in progress
+                // (HAProxy's default; it also keeps the socket
+                // unregistered, see `client_stream`). A client that leaves
+                // meanwhile is noticed when the response is written.
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .keep_alive(true)
+                    .half_close(true)
+                    .header_read_timeout(None)
+                    .serve_connection(io, service)
+                    .with_upgrades();
+                until_stopped(conn, &mut stop, idle, |c| c.graceful_shutdown()).await
+            })
+            .await
         }
         ClientProtocol::Http2 => {
-            let conn = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .serve_connection(io, service);
-            until_stopped(conn, &mut stop, idle, |c| c.graceful_shutdown()).await
+            Box::pin(async move {
+                let conn = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .serve_connection(io, service);
+                until_stopped(conn, &mut stop, idle, |c| c.graceful_shutdown()).await
+            })
+            .await
         }
     };
     if let Err(e) = res {
