@@ -43,7 +43,7 @@ use crate::listener::Routes;
 /// | `bytes_out` | HTTP: response body bytes towards the client; L4: bytes to the client |
 /// | `duration_us` | from the request's arrival (HTTP) or the connection's accept / the flow's first datagram (L4) to the end |
 /// | `ttfb_us` | time to the first byte from the member: HTTP, response headers; L4, first data |
-/// | `termination` | how it ended: `completed`; `client_abort` (client gone first); `no_member` (503); `member_connect_failed` (502); `member_reset` (502, or an L4 error on the member's side); `member_timeout` (504); `member_abort` (response body broke off); `rejected` (403); `redirected`; `bad_request` (400); `upgraded` (101, then a tunnel); L4: `idle_timeout`, `client_reset`, `listener_stopped` (UDP), `proxy_error` |
+/// | `termination` | how it ended: `completed`; `client_abort` (client gone first); `no_member` (503); `member_connect_failed` (502); `member_reset` (502, or an L4 error on the member's side); `member_timeout` (504, or the body stalled for `timeout_member_data`); `member_abort` (response body broke off); `rejected` (403); `redirected`; `bad_request` (400); `upgraded` (101, then a tunnel); L4: `idle_timeout`, `client_reset`, `listener_stopped` (UDP), `proxy_error` |
 ///
 /// HTTP byte counts are bodies only (headers are not counted, unlike HAProxy's `%B`).
 pub const TARGET: &str = "fulcrum::access";

@@ -615,7 +615,7 @@ async fn forward(
                 }
             });
             note(log, Termination::Upgraded);
-            return resp.map(|b| Either::Left(MemberBody::new(b, None, None)));
+            return resp.map(|b| Either::Left(MemberBody::new(b, None, None, Duration::ZERO)));
         }
     }
     strip_hop_by_hop(resp.headers_mut());
@@ -644,7 +644,10 @@ async fn forward(
         None => lease.backend.state.idle.clone(),
     };
     let log = log.take();
-    resp.map(|b| Either::Left(MemberBody::new(b, Some((sender, home, key)), log)))
+    resp.map(|b| {
+        let conn = Some((sender, home, key));
+        Either::Left(MemberBody::new(b, conn, log, timeouts.member_data))
+    })
 }
 
 fn upgrade_requested(req: &Request<Incoming>) -> bool {

@@ -25,6 +25,7 @@
 //! does not keep idle connections (and fds) open.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -254,48 +255,121 @@ pub(crate) type Home = (Sender, Arc<IdleConns>, ConnKey);
 /// A member's response body that puts its connection back on the idle stack
 /// it came from once it has been read to its end (and only then: a body
 /// dropped half-read closes its connection). It also ends the request's
-/// access log record, if any: completed, client abort or member abort.
+/// access log record, if any: completed, client abort, member abort or
+/// member timeout.
+///
+/// `timeout_member_data` bounds each wait for the member's next bytes (as
+/// HAProxy's `timeout server` does): a member that stalls mid-body breaks
+/// the response off (the client connection closes) instead of holding both
+/// connections forever. The timer is armed only when the body has to wait,
+/// and re-armed only when it runs out, so a body that is there at once (most
+/// responses) costs no timer.
 #[derive(Debug)]
 pub(crate) struct MemberBody {
     inner: Incoming,
     done: bool,
     conn: Option<Home>,
     log: Option<Box<HttpLog>>,
+    stall: Stall,
+}
+
+/// The body's wait for its member (see [`MemberBody`]).
+#[derive(Debug)]
+struct Stall {
+    /// Zero: no limit.
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Since when the member has been silent: the first wait's start, then
+    /// each frame that came after it.
+    last: Option<Instant>,
+}
+
+/// The member sent nothing for `timeout_member_data` in the middle of a body.
+#[derive(Debug, thiserror::Error)]
+#[error("member sent no body bytes for {0:?}")]
+pub(crate) struct BodyStalled(Duration);
+
+impl Stall {
+    /// Polled while the body waits: whether the member has now been silent
+    /// for the whole limit.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.limit.is_zero() {
+            return false;
+        }
+        let last = *self.last.get_or_insert_with(Instant::now);
+        let limit = self.limit;
+        let deadline = move || tokio::time::Instant::from_std(last + limit);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline())));
+        // The timer may be set for an earlier deadline (bytes came since it
+        // was armed): then it is moved on when it runs out, not per frame.
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if tokio::time::Instant::now() >= deadline() {
+                return true;
+            }
+            timer.as_mut().reset(deadline());
+        }
+    }
 }
 
 impl MemberBody {
-    /// `conn`: where to return the connection; `None` keeps it out of the pool.
-    pub(crate) fn new(inner: Incoming, conn: Option<Home>, log: Option<Box<HttpLog>>) -> Self {
+    /// `conn`: where to return the connection; `None` keeps it out of the
+    /// pool. `member_data`: the longest wait for the member's next bytes
+    /// (zero: none).
+    pub(crate) fn new(
+        inner: Incoming,
+        conn: Option<Home>,
+        log: Option<Box<HttpLog>>,
+        member_data: Duration,
+    ) -> Self {
         Self {
             inner,
             done: false,
             conn,
             log,
+            stall: Stall {
+                limit: member_data,
+                timer: None,
+                last: None,
+            },
         }
     }
 }
 
 impl Body for MemberBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         let res = Pin::new(&mut this.inner).poll_frame(cx);
         match &res {
             Poll::Ready(None) => this.done = true,
             Poll::Ready(Some(Ok(f))) => {
+                if this.stall.last.is_some() {
+                    this.stall.last = Some(Instant::now());
+                }
                 if let (Some(log), Some(d)) = (&mut this.log, f.data_ref()) {
                     log.add_bytes_out(d.len());
                 }
             }
             Poll::Ready(Some(Err(_))) => access_log::note(&mut this.log, Termination::MemberAbort),
-            Poll::Pending => {}
+            Poll::Pending => {
+                if this.stall.expired(cx) {
+                    access_log::note(&mut this.log, Termination::MemberTimeout);
+                    let stalled = BodyStalled(this.stall.limit);
+                    return Poll::Ready(Some(Err(stalled.into())));
+                }
+            }
         }
-        res
+        res.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -423,6 +423,76 @@ async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
     );
 }
 
+/// A member that answers each connection's first request with `head`, then
+/// sends `chunks` with `gap` before each, then holds the connection open.
+async fn trickling_member(
+    head: &'static [u8],
+    chunks: &'static [&'static [u8]],
+    gap: Duration,
+) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(head).await;
+                for chunk in chunks {
+                    tokio::time::sleep(gap).await;
+                    let _ = s.write_all(chunk).await;
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn member_data_timeout_breaks_off_a_stalled_body_only() {
+    let h = Harness::new();
+    let limit = Duration::from_millis(300);
+    let stalls = trickling_member(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf",
+        &[],
+        Duration::ZERO,
+    )
+    .await;
+    // 5 chunks 150 ms apart: 750 ms in all, never 300 ms without a byte.
+    let trickles = trickling_member(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n",
+        &[b"aaaa", b"bbbb", b"cccc", b"dddd", b"eeee"],
+        Duration::from_millis(150),
+    )
+    .await;
+    let mut listeners = Vec::new();
+    for (id, m) in [("stalls", stalls), ("trickles", trickles)] {
+        let p = pool(
+            id,
+            PoolProtocol::Http,
+            LbAlgorithm::RoundRobin,
+            vec![member(&format!("{id}-m"), m)],
+        );
+        let mut l = listener(id, ListenerProtocol::Http, Some(p));
+        l.timeouts.member_data = limit;
+        listeners.push(l);
+    }
+    h.apply_ok(config(listeners)).await;
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    let (took, out) = until_closed(h.addr("stalls"), req).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("\r\n\r\nhalf"),
+        "{out:?}"
+    );
+    assert!(took >= limit && took < limit * 5, "{took:?}");
+
+    let (took, out) = until_closed(h.addr("trickles"), req).await;
+    assert!(out.ends_with("\r\n\r\naaaabbbbccccddddeeee"), "{out:?}");
+    assert!(took >= Duration::from_millis(750), "{took:?}");
+}
+
 #[tokio::test]
 async fn insert_headers_keep_alive_and_h2c() {
     let h = Harness::new();
