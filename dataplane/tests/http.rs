@@ -269,14 +269,7 @@ async fn malformed_request_is_400_and_never_reaches_a_member() {
         &b"GET / HTTP/1.1\r\nHost: x\r\nbroken header line\r\n\r\n"[..],
         b"GET /\x01 HTTP/1.1\r\n\r\n",
     ] {
-        let mut s = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
-        s.write_all(raw).await.unwrap();
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-            .await
-            .expect("no hang")
-            .unwrap();
-        let out = String::from_utf8_lossy(&out);
+        let (_, out) = raw_exchange(h.addr("l"), &[raw], false).await;
         assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
     }
     assert_eq!(b.requests.load(Ordering::SeqCst), 0);
@@ -286,9 +279,16 @@ async fn malformed_request_is_400_and_never_reaches_a_member() {
     .await;
 }
 
-/// Sends `parts` with a pause between them and reads the answer to its end.
-async fn raw_exchange(addr: std::net::SocketAddr, parts: &[&[u8]], half_close: bool) -> String {
+/// Sends `parts` with a pause between them (then shuts the sending side
+/// down if `half_close`) and reads until the proxy closes: how long that
+/// took from the first write, and what came back.
+async fn raw_exchange(
+    addr: std::net::SocketAddr,
+    parts: &[&[u8]],
+    half_close: bool,
+) -> (Duration, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let start = std::time::Instant::now();
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -301,9 +301,9 @@ async fn raw_exchange(addr: std::net::SocketAddr, parts: &[&[u8]], half_close: b
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
-        .expect("no hang")
+        .expect("the proxy closes the connection")
         .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+    (start.elapsed(), String::from_utf8_lossy(&out).into_owned())
 }
 
 #[tokio::test]
@@ -318,14 +318,14 @@ async fn half_closed_clients_and_heads_in_pieces_are_answered() {
     .await;
     // The client shuts its sending side down once the request is out and
     // still gets its response (then the connection closes).
-    let out = raw_exchange(h.addr("l"), &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"], true).await;
+    let (_, out) = raw_exchange(h.addr("l"), &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"], true).await;
     assert!(
         out.starts_with("HTTP/1.1 200") && out.ends_with("\r\n\r\nb"),
         "{out:?}"
     );
     // A head that arrives in pieces, and a keep-alive connection's second
     // request that comes later (both make the proxy wait for the client).
-    let out = raw_exchange(
+    let (_, out) = raw_exchange(
         h.addr("l"),
         &[
             b"GET / HT",
@@ -360,20 +360,6 @@ async fn slow_member(delay: Duration) -> std::net::SocketAddr {
     addr
 }
 
-/// Sends `sent`, then reads until the proxy closes: how long that took and
-/// what came back.
-async fn until_closed(addr: std::net::SocketAddr, sent: &[u8]) -> (Duration, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let start = std::time::Instant::now();
-    s.write_all(sent).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("the proxy closes the connection")
-        .unwrap();
-    (start.elapsed(), String::from_utf8_lossy(&out).into_owned())
-}
-
 #[tokio::test]
 async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
     let h = Harness::new();
@@ -398,13 +384,18 @@ async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
 
     // Nothing sent, half a head, and a keep-alive connection after its answer.
     for sent in [&b""[..], b"GET / HTTP/1.1\r\nHo"] {
-        let (took, out) = until_closed(h.addr("fast"), sent).await;
+        let (took, out) = raw_exchange(h.addr("fast"), &[sent], false).await;
         assert!(
             out.is_empty() && in_time(took),
             "{sent:?}: {took:?} {out:?}"
         );
     }
-    let (took, out) = until_closed(h.addr("fast"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (took, out) = raw_exchange(
+        h.addr("fast"),
+        &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"],
+        false,
+    )
+    .await;
     assert!(
         out.starts_with("HTTP/1.1 200") && in_time(took),
         "{took:?} {out:?}"
@@ -412,7 +403,12 @@ async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
 
     // A request that waits for its member longer than timeout_client_data
     // is answered; the idle time counts from the answer.
-    let (took, out) = until_closed(h.addr("waits"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (took, out) = raw_exchange(
+        h.addr("waits"),
+        &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"],
+        false,
+    )
+    .await;
     assert!(
         out.starts_with("HTTP/1.1 200") && out.ends_with("slow"),
         "{out:?}"
@@ -481,14 +477,14 @@ async fn member_data_timeout_breaks_off_a_stalled_body_only() {
     h.apply_ok(config(listeners)).await;
     let req = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
-    let (took, out) = until_closed(h.addr("stalls"), req).await;
+    let (took, out) = raw_exchange(h.addr("stalls"), &[req], false).await;
     assert!(
         out.starts_with("HTTP/1.1 200") && out.ends_with("\r\n\r\nhalf"),
         "{out:?}"
     );
     assert!(took >= limit && took < limit * 5, "{took:?}");
 
-    let (took, out) = until_closed(h.addr("trickles"), req).await;
+    let (took, out) = raw_exchange(h.addr("trickles"), &[req], false).await;
     assert!(out.ends_with("\r\n\r\naaaabbbbccccddddeeee"), "{out:?}");
     assert!(took >= Duration::from_millis(750), "{took:?}");
 }
