@@ -18,6 +18,19 @@ fn http_pool(id: &str, backends: &[&HttpBackend]) -> PoolConfig {
     )
 }
 
+/// A data plane with one HTTP listener `l` over one backend `b`.
+async fn one_http_listener() -> (Harness, HttpBackend) {
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    h.apply_ok(config(vec![listener(
+        "l",
+        ListenerProtocol::Http,
+        Some(http_pool("p", &[&b])),
+    )]))
+    .await;
+    (h, b)
+}
+
 fn rule(
     rule_type: L7RuleType,
     compare_type: L7CompareType,
@@ -257,14 +270,7 @@ async fn garbage_or_reset_from_member_is_502() {
 
 #[tokio::test]
 async fn malformed_request_is_400_and_never_reaches_a_member() {
-    let h = Harness::new();
-    let b = HttpBackend::start("b").await;
-    h.apply_ok(config(vec![listener(
-        "l",
-        ListenerProtocol::Http,
-        Some(http_pool("p", &[&b])),
-    )]))
-    .await;
+    let (h, b) = one_http_listener().await;
     for raw in [
         &b"GET / HTTP/1.1\r\nHost: x\r\nbroken header line\r\n\r\n"[..],
         b"GET /\x01 HTTP/1.1\r\n\r\n",
@@ -308,14 +314,7 @@ async fn raw_exchange(
 
 #[tokio::test]
 async fn half_closed_clients_and_heads_in_pieces_are_answered() {
-    let h = Harness::new();
-    let b = HttpBackend::start("b").await;
-    h.apply_ok(config(vec![listener(
-        "l",
-        ListenerProtocol::Http,
-        Some(http_pool("p", &[&b])),
-    )]))
-    .await;
+    let (h, b) = one_http_listener().await;
     // The client shuts its sending side down once the request is out and
     // still gets its response (then the connection closes).
     let (_, out) = raw_exchange(h.addr("l"), &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"], true).await;
@@ -339,25 +338,35 @@ async fn half_closed_clients_and_heads_in_pieces_are_answered() {
     assert_eq!(b.requests.load(Ordering::SeqCst), 3);
 }
 
-/// A member that answers each request after `delay`, keeping the connection.
-async fn slow_member(delay: Duration) -> std::net::SocketAddr {
+/// A member whose every connection `serve` handles, on a task of its own.
+async fn member_serving<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
-                    tokio::time::sleep(delay).await;
-                    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow";
-                    if s.write_all(reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve(s));
         }
     });
     addr
+}
+
+/// A member that answers each request after `delay`, keeping the connection.
+async fn slow_member(delay: Duration) -> std::net::SocketAddr {
+    member_serving(move |mut s| async move {
+        let mut buf = [0u8; 1024];
+        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+            tokio::time::sleep(delay).await;
+            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow";
+            if s.write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -381,6 +390,7 @@ async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
     waits.timeouts.client_data = timeout;
     h.apply_ok(config(vec![fast, waits])).await;
     let in_time = |took: Duration| took >= timeout - Duration::from_millis(5) && took < timeout * 5;
+    let get: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
     // Nothing sent, half a head, and a keep-alive connection after its answer.
     for sent in [&b""[..], b"GET / HTTP/1.1\r\nHo"] {
@@ -390,12 +400,7 @@ async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
             "{sent:?}: {took:?} {out:?}"
         );
     }
-    let (took, out) = raw_exchange(
-        h.addr("fast"),
-        &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"],
-        false,
-    )
-    .await;
+    let (took, out) = raw_exchange(h.addr("fast"), &[get], false).await;
     assert!(
         out.starts_with("HTTP/1.1 200") && in_time(took),
         "{took:?} {out:?}"
@@ -403,12 +408,7 @@ async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
 
     // A request that waits for its member longer than timeout_client_data
     // is answered; the idle time counts from the answer.
-    let (took, out) = raw_exchange(
-        h.addr("waits"),
-        &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"],
-        false,
-    )
-    .await;
+    let (took, out) = raw_exchange(h.addr("waits"), &[get], false).await;
     assert!(
         out.starts_with("HTTP/1.1 200") && out.ends_with("slow"),
         "{out:?}"
@@ -426,23 +426,17 @@ async fn trickling_member(
     chunks: &'static [&'static [u8]],
     gap: Duration,
 ) -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(head).await;
-                for chunk in chunks {
-                    tokio::time::sleep(gap).await;
-                    let _ = s.write_all(chunk).await;
-                }
-                tokio::time::sleep(Duration::from_secs(30)).await;
-            });
+    member_serving(move |mut s| async move {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(head).await;
+        for chunk in chunks {
+            tokio::time::sleep(gap).await;
+            let _ = s.write_all(chunk).await;
         }
-    });
-    addr
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+    .await
 }
 
 #[tokio::test]
@@ -658,14 +652,7 @@ async fn refused_member_is_retried_once_on_another() {
 
 #[tokio::test]
 async fn member_connections_are_pooled_across_client_connections() {
-    let h = Harness::new();
-    let b = HttpBackend::start("b").await;
-    h.apply_ok(config(vec![listener(
-        "l",
-        ListenerProtocol::Http,
-        Some(http_pool("p", &[&b])),
-    )]))
-    .await;
+    let (h, b) = one_http_listener().await;
     for _ in 0..10 {
         // A new client (and client connection) for every request.
         assert_eq!(get(&client(), h.addr("l"), "/", &[]).await.body, "b");
