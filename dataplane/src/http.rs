@@ -199,8 +199,8 @@ async fn serve_connection(
         Some(activity.clone()),
     ));
     // timeout_client_data: the connection closes once the client has sent
-    // and received nothing for that long while no request of it is in
-    // progress (HAProxy's `timeout client`). One timer per connection, not
+    // nothing for that long while no request of it is in progress (HAProxy's
+    // `timeout client`; responses are written only while one is). One timer per connection, not
     // one per request (hyper's header-read timeout arms one per request).
     let idle = activity.idle(client_data);
     // Boxed: hyper's connection state (and HTTP/2's, larger still) is

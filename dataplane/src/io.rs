@@ -108,13 +108,12 @@ impl<S> Metered<S> {
         }
     }
 
-    /// Counts written bytes; writing is activity too.
+    /// Counts written bytes. Writes are not recorded as activity: an HTTP
+    /// client is written to while a request of it is busy, and the end of
+    /// the response records activity (see [`Busy`]).
     fn wrote(&self, n: usize) {
         if let Some(s) = &self.stats {
             s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        if let (Some(a), true) = (&self.activity, n > 0) {
-            a.touch();
         }
     }
 }
