@@ -267,6 +267,7 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_stat() {  # cpu_stat CPU: "busy_ticks total_ticks" from /proc/stat
     awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t}' /proc/stat
 }
+tcp_out_segs() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]/ {print $12}' /proc/net/snmp; }  # OutSegs, this netns
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }  # scenario metric proxy rep value
 
 # wrk_run SCENARIO PROXY REP CONNS URL [extra wrk args...]
@@ -276,16 +277,19 @@ wrk_run() {
     if ((WARMUP > 0)); then
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" -H "Host: $HOST_RULE" "$@" "$url" >/dev/null 2>&1 || true
     fi
-    local t0 t1 l0 l1 txt=$WORK/wrk-$sc-$px-$rep.txt
+    local t0 t1 l0 l1 s0 s1 txt=$WORK/wrk-$sc-$px-$rep.txt
     t0=$(cpu_ticks "$PROXY_PID")
     l0=$(cpu_stat "$LOAD_CPU")
+    s0=$(tcp_out_segs)
     taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency -H "Host: $HOST_RULE" "$@" "$url" >"$txt"
+    s1=$(tcp_out_segs)
     t1=$(cpu_ticks "$PROXY_PID")
     l1=$(cpu_stat "$LOAD_CPU")
-    python3 - "$sc" "$px" "$rep" "$((t1 - t0))" "$CLK_TCK" "$DURATION" "$txt" "$l0" "$l1" <<'EOF' >>"$RESULTS"
+    python3 - "$sc" "$px" "$rep" "$((t1 - t0))" "$CLK_TCK" "$DURATION" "$txt" "$l0" "$l1" "$((s1 - s0))" <<'EOF' >>"$RESULTS"
 import re, sys
 sc, px, rep, ticks, hz, dur, path = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
 (lb0, lt0), (lb1, lt1) = (map(int, a.split()) for a in sys.argv[8:10])
+segs = int(sys.argv[10])
 load_pct = (lb1 - lb0) / max(lt1 - lt0, 1) * 100
 out = open(path).read()
 def us(v):
@@ -301,7 +305,8 @@ bad += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", ou
 cpu = ticks / hz
 per_req = cpu / reqs * 1e6 if reqs else 0.0
 for k, v in [("rps", rps), ("p50_us", p50), ("p99_us", p99), ("cpu_us_per_req", per_req),
-             ("proxy_cpu_pct", cpu / dur * 100), ("load_cpu_pct", load_pct), ("errors", bad)]:
+             ("proxy_cpu_pct", cpu / dur * 100), ("load_cpu_pct", load_pct), ("errors", bad),
+             ("segs_per_req", segs / reqs if reqs else 0.0)]:
     print(f"{sc}\t{k}\t{px}\t{rep}\t{v:.3f}")
 print(f"[{px} {sc} #{rep}] {rps:.0f} req/s, p50 {p50:.0f} us, p99 {p99:.0f} us, "
       f"{per_req:.1f} us CPU/req, proxy CPU {cpu / dur * 100:.0f} %, load CPU {load_pct:.0f} %, errors {bad}", file=sys.stderr)

@@ -97,6 +97,9 @@ def main():
         h, f = median(sc, "load_cpu_pct", "haproxy"), median(sc, "load_cpu_pct", "fulcrum")
         if h is not None or f is not None:
             rows.append((f"{sc}: load core busy %", fmt(h), fmt(f), "", "(info)", ""))
+        h, f = median(sc, "segs_per_req", "haproxy"), median(sc, "segs_per_req", "fulcrum")
+        if h is not None or f is not None:
+            rows.append((f"{sc}: TCP segments per request", fmt(h), fmt(f), "", "(info)", ""))
     errs = {(sc, p): sum(v for _, v in vals) for (sc, m, p), vals in data.items() if m == "errors"}
 
     w = max(len(r[0]) for r in rows) if rows else 10
