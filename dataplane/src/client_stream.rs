@@ -49,11 +49,15 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; DIRECT_READ]);
 }
 
-/// One read of at most `max` bytes from an unregistered socket; `take` gets
-/// the bytes read.
-fn read_direct(socket: &Socket, max: usize, take: impl FnOnce(&[u8])) -> io::Result<usize> {
+/// One read of at most `max` bytes through the scratch buffer: `read` fills
+/// it, `take` gets the bytes read.
+fn read_via_scratch(
+    max: usize,
+    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    take: impl FnOnce(&[u8]),
+) -> io::Result<usize> {
     SCRATCH.with_borrow_mut(|scratch| {
-        let n = (&*socket).read(&mut scratch[..max.min(DIRECT_READ)])?;
+        let n = read(&mut scratch[..max.min(DIRECT_READ)])?;
         take(&scratch[..n]);
         Ok(n)
     })
@@ -182,12 +186,10 @@ impl ClientStream {
 
     /// One read without waiting, appended to `dst`.
     fn try_read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
+        let take = |b: &[u8]| dst.extend_from_slice(b);
         match &self.io {
-            Io::Direct(s) => read_direct(s, DIRECT_READ, |b| dst.extend_from_slice(b)),
-            Io::Registered(s) => {
-                dst.reserve(DIRECT_READ);
-                s.try_read_buf(dst)
-            }
+            Io::Direct(s) => read_via_scratch(DIRECT_READ, |b| (&*s).read(b), take),
+            Io::Registered(s) => read_via_scratch(DIRECT_READ, |b| s.try_read(b), take),
             Io::Broken => Err(broken()),
         }
     }
@@ -252,7 +254,8 @@ impl AsyncRead for ClientStream {
             return Poll::Ready(Ok(()));
         }
         let max = buf.remaining();
-        if let Some(res) = this.direct(|s| read_direct(s, max, |b| buf.put_slice(b))) {
+        let read = |s: &Socket| read_via_scratch(max, |b| (&*s).read(b), |b| buf.put_slice(b));
+        if let Some(res) = this.direct(read) {
             return Poll::Ready(res.map(drop));
         }
         match this.registered() {

@@ -200,8 +200,8 @@ async fn serve_connection(
     ));
     // timeout_client_data: the connection closes once the client has sent
     // nothing for that long while no request of it is in progress (HAProxy's
-    // `timeout client`; responses are written only while one is). One timer per connection, not
-    // one per request (hyper's header-read timeout arms one per request).
+    // `timeout client`; responses are written only while one is). One timer
+    // per connection (hyper's header-read timeout armed one per request).
     let idle = activity.idle(client_data);
     // Boxed: hyper's connection state (and HTTP/2's, larger still) is
     // allocated only once the client has sent something, so a connection

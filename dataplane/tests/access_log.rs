@@ -113,28 +113,22 @@ async fn odd_member(behave: fn(TcpStream) -> Option<TcpStream>) -> SocketAddr {
 /// A member that reads a request head, thinks for 300 ms and then answers
 /// 200 with a 4 MiB body.
 async fn late_member() -> SocketAddr {
-    let l = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let body = vec![b'x'; 4 << 20];
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(&body).await;
-            });
+    member_serving(|mut s| async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
         }
-    });
-    addr
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let body = vec![b'x'; 4 << 20];
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+        let _ = s.write_all(head.as_bytes()).await;
+        let _ = s.write_all(&body).await;
+    })
+    .await
 }
 
 fn assert_fields(r: &Record, expect: &[(&str, &str)]) {

@@ -338,22 +338,6 @@ async fn half_closed_clients_and_heads_in_pieces_are_answered() {
     assert_eq!(b.requests.load(Ordering::SeqCst), 3);
 }
 
-/// A member whose every connection `serve` handles, on a task of its own.
-async fn member_serving<F, Fut>(serve: F) -> std::net::SocketAddr
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(serve(s));
-        }
-    });
-    addr
-}
-
 /// A member that answers each request after `delay`, keeping the connection.
 async fn slow_member(delay: Duration) -> std::net::SocketAddr {
     member_serving(move |mut s| async move {

@@ -128,6 +128,22 @@ impl Drop for TcpBackend {
 
 /// Connects through the proxy and returns the backend's name line, or
 /// `None` if the proxy closed the connection.
+/// A member whose every connection `serve` handles, on a task of its own.
+pub async fn member_serving<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve(s));
+        }
+    });
+    addr
+}
+
 pub async fn tcp_name(addr: SocketAddr) -> Option<String> {
     let s = TcpStream::connect(addr).await.ok()?;
     let mut r = BufReader::new(s);
