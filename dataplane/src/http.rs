@@ -679,43 +679,73 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
 /// scan of the names and one removal. Only a `Connection` header naming other
 /// headers (rare) allocates, for the list of those names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let is_hop = |n: &HeaderName| {
-        n == header::CONNECTION
-            || n == header::TE
-            || n == header::TRAILER
-            || n == header::TRANSFER_ENCODING
-            || n == header::UPGRADE
-            || n == header::PROXY_AUTHENTICATE
-            || n.as_str() == "keep-alive"
-            || n.as_str() == "proxy-connection"
-    };
-    if !headers.keys().any(is_hop) {
+    // One pass over the names; remember which hop-by-hop names are there.
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
         return;
     }
     let mut named: Vec<HeaderName> = Vec::new();
-    for token in headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-    {
-        let standard = ["keep-alive", "close", "upgrade", "te", ""]
+    if present[0] {
+        for token in headers
+            .get_all(header::CONNECTION)
             .iter()
-            .any(|s| token.eq_ignore_ascii_case(s));
-        if !standard {
-            if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
-                named.push(n);
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+        {
+            let standard = ["keep-alive", "close", "upgrade", "te", ""]
+                .iter()
+                .any(|s| token.eq_ignore_ascii_case(s));
+            if !standard {
+                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(n);
+                }
             }
         }
     }
-    while let Some(n) = headers.keys().find(|n| is_hop(n)).cloned() {
-        headers.remove(n);
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+        headers.remove(name);
     }
     for n in named {
         headers.remove(n);
     }
 }
+
+/// Where `name` stands in [`HOP_BY_HOP`]: one match on the lower-case name
+/// (a length switch and a compare), cheaper than comparing with each entry.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "te" => 1,
+        "trailer" => 2,
+        "transfer-encoding" => 3,
+        "upgrade" => 4,
+        "proxy-authenticate" => 5,
+        "keep-alive" => 6,
+        "proxy-connection" => 7,
+        _ => return None,
+    })
+}
+
+/// Hop-by-hop header names (RFC 9110 §7.6.1 and the legacy ones), `Connection`
+/// first, in the order of [`hop_by_hop_index`].
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
 
 fn local(status: StatusCode) -> Response<Body> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!(
@@ -757,6 +787,15 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn hop_by_hop_index_matches_the_table() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index(&header::HOST), None);
+        assert_eq!(hop_by_hop_index(&HeaderName::from_static("x-te")), None);
     }
 
     #[test]
