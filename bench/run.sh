@@ -24,7 +24,7 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-18080}
 SCENARIOS=${SCENARIOS:-"l7_13 l7_64k l4_13 l7_close lat1 iperf1 iperf8 rss_l7 rss_l4"}
-PROXIES=${PROXIES:-"haproxy fulcrum"}
+PROXIES=${PROXIES:-"haproxy fulcrum nginx"}   # nginx: reference proxy, L7 scenarios only
 HOST_RULE=app.example
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -214,6 +214,43 @@ backend tcp_iperf
     server m1 127.0.0.1:$IPERF_PORT
 EOF
 
+# nginx as a reference L7 proxy (the issue's "nginx manages ..." figures): one
+# process (no master), the same HOST_NAME split onto one upstream, member
+# connections kept alive and reused across client connections (as both others).
+mkdir -p "$WORK/nginx-proxy/tmp"
+cat >"$WORK/nginx-proxy/nginx.conf" <<EOF
+master_process off;
+worker_processes 1;
+pid $WORK/nginx-proxy/nginx.pid;
+error_log $WORK/nginx-proxy/error.log warn;
+events { worker_connections $((NOFILE - 100)); }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx-proxy/tmp;
+    proxy_temp_path $WORK/nginx-proxy/tmp;
+    fastcgi_temp_path $WORK/nginx-proxy/tmp;
+    uwsgi_temp_path $WORK/nginx-proxy/tmp;
+    scgi_temp_path $WORK/nginx-proxy/tmp;
+    keepalive_requests 100000000;
+    keepalive_timeout 50s;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_connect_timeout 5s;
+    proxy_read_timeout 50s;
+    proxy_send_timeout 50s;
+    upstream pool { server 127.0.0.1:$NGINX_PORT; keepalive 256; keepalive_requests 100000000; }
+    server {
+        listen 127.0.0.1:$L7_PORT backlog=4096;
+        server_name $HOST_RULE;
+        location / { proxy_pass http://pool; }
+    }
+    server {
+        listen 127.0.0.1:$L7_PORT default_server;
+        location / { proxy_pass http://pool; }
+    }
+}
+EOF
+
 python3 - "$WORK/fulcrum.json" <<EOF
 import json, sys
 timeouts = {"client_data": {"secs": 50, "nanos": 0}, "member_connect": {"secs": 5, "nanos": 0},
@@ -242,7 +279,8 @@ json.dump(cfg, open(sys.argv[1], "w"), indent=1)
 EOF
 
 PROXY_PID=
-start_proxy() {  # start_proxy haproxy|fulcrum
+start_proxy() {  # start_proxy haproxy|fulcrum|nginx
+    local ports=("$L7_PORT" "$L4_PORT" "$IPERF_PROXY_PORT")
     case $1 in
     haproxy)
         taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
@@ -252,10 +290,16 @@ start_proxy() {  # start_proxy haproxy|fulcrum
         RUST_LOG=off taskset -c "$PROXY_CPU" "$FULCRUM" --workers 1 "$WORK/fulcrum.json" >"$WORK/fulcrum.log" 2>&1 &
         PROXY_PID=$!
         ;;
+    nginx)
+        taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx-proxy" -c "$WORK/nginx-proxy/nginx.conf" \
+            -e "$WORK/nginx-proxy/error.log" -g 'daemon off;' >"$WORK/nginx.log" 2>&1 &
+        PROXY_PID=$!
+        ports=("$L7_PORT")
+        ;;
     esac
     PIDS+=("$PROXY_PID")
     local p
-    for p in "$L7_PORT" "$L4_PORT" "$IPERF_PROXY_PORT"; do
+    for p in "${ports[@]}"; do
         wait_port "$p" "$PROXY_PID" || die "$1 did not start: $(cat "$WORK/$1.log")"
     done
 }
@@ -396,6 +440,7 @@ for sc in $SCENARIOS; do
         order=$PROXIES
         ((rep % 2 == 0)) && order=$(printf '%s\n' $PROXIES | tac | tr '\n' ' ')
         for px in $order; do
+            [[ $px == nginx && $sc != l7_* && $sc != lat1 && $sc != rss_l7 ]] && continue
             start_proxy "$px"
             run_scenario "$sc" "$px" "$rep"
             stop_proxy

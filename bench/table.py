@@ -3,7 +3,9 @@
 
 Each line of results.tsv: scenario, metric, proxy, repetition, value.
 The table shows the median over repetitions per proxy and the ratio
-Fulcrum/HAProxy; `--reps` adds every repetition's value (the spread).
+Fulcrum/HAProxy; when nginx ran as the reference proxy (L7 scenarios), its
+median and nginx/HAProxy follow. `--reps` adds every repetition's value (the
+spread).
 """
 import statistics
 import sys
@@ -40,7 +42,6 @@ ROWS = [
 INFO = [  # how busy the proxy's core was: below ~95 % the load side was the bottleneck
     (sc, "proxy_cpu_pct") for sc in ("l7_13", "l7_64k", "l4_13", "l7_close", "lat1", "iperf1", "iperf8")
 ]
-PROXIES = ("haproxy", "fulcrum")
 
 
 def fmt(v):
@@ -70,51 +71,63 @@ def main():
         vals = [v for _, v in data.get((sc, metric, proxy), [])]
         return statistics.median(vals) if vals else None
 
+    has_nginx = any(p == "nginx" for (_, _, p) in data)
+
+    def ratio(a, b):
+        return a / b if b and a is not None else None
+
     rows = []
     for sc, metric, label, higher, goal in ROWS:
-        h, f = median(sc, metric, "haproxy"), median(sc, metric, "fulcrum")
+        h, f, n = (median(sc, metric, p) for p in ("haproxy", "fulcrum", "nginx"))
         if h is None and f is None:
             continue
-        ratio = f / h if h and f is not None else None
-        if goal is None or ratio is None:
+        r = ratio(f, h)
+        if goal is None or r is None:
             verdict = ""
         elif higher:
-            verdict = f">= {goal:g}  " + ("ok" if ratio >= goal else "MISS")
+            verdict = f">= {goal:g}  " + ("ok" if r >= goal else "MISS")
         else:
-            verdict = f"<= {goal:g}  " + ("ok" if ratio <= goal else "MISS")
+            verdict = f"<= {goal:g}  " + ("ok" if r <= goal else "MISS")
         reps = ""
         if show_reps:
-            reps = "  H " + "/".join(fmt(v) for _, v in sorted(data.get((sc, metric, "haproxy"), [])))
-            reps += "  F " + "/".join(fmt(v) for _, v in sorted(data.get((sc, metric, "fulcrum"), [])))
+            for tag, p in (("H", "haproxy"), ("F", "fulcrum"), ("N", "nginx")):
+                if data.get((sc, metric, p)):
+                    reps += f"  {tag} " + "/".join(fmt(v) for _, v in sorted(data[(sc, metric, p)]))
         if "{conns}" in label:
             label = label.format(conns=f"{median(sc, 'conns', 'haproxy') or median(sc, 'conns', 'fulcrum') or 0:,.0f}")
-        rows.append((label, fmt(h), fmt(f), fmt(ratio) if ratio is not None else "-", verdict, reps))
+        nr = ratio(n, h)
+        rows.append((label, fmt(h), fmt(f), fmt(r) if r is not None else "-", verdict,
+                     fmt(n) if n is not None else "", fmt(nr) if nr is not None else "", reps))
     for sc, metric in INFO:
-        h, f = median(sc, metric, "haproxy"), median(sc, metric, "fulcrum")
-        if h is None and f is None:
-            continue
-        rows.append((f"{sc}: proxy core busy %", fmt(h), fmt(f), "", "(info)", ""))
-        h, f = median(sc, "load_cpu_pct", "haproxy"), median(sc, "load_cpu_pct", "fulcrum")
-        if h is not None or f is not None:
-            rows.append((f"{sc}: load core busy %", fmt(h), fmt(f), "", "(info)", ""))
-        h, f = median(sc, "segs_per_req", "haproxy"), median(sc, "segs_per_req", "fulcrum")
-        if h is not None or f is not None:
-            rows.append((f"{sc}: TCP segments per request", fmt(h), fmt(f), "", "(info)", ""))
+        for m, what in ((metric, "proxy core busy %"), ("load_cpu_pct", "load core busy %"),
+                        ("segs_per_req", "TCP segments per request")):
+            h, f, n = (median(sc, m, p) for p in ("haproxy", "fulcrum", "nginx"))
+            if h is None and f is None:
+                continue
+            rows.append((f"{sc}: {what}", fmt(h), fmt(f), "", "(info)", fmt(n) if n is not None else "", "", ""))
     errs = {(sc, p): sum(v for _, v in vals) for (sc, m, p), vals in data.items() if m == "errors"}
 
     w = max(len(r[0]) for r in rows) if rows else 10
-    header = ("metric", "HAProxy", "Fulcrum", "F/H", "goal")
     print()
-    print(f"| {header[0]:<{w}} | {header[1]:>9} | {header[2]:>9} | {header[3]:>5} | {header[4]:<13} |")
-    print(f"|{'-' * (w + 2)}|{'-' * 11}|{'-' * 11}|{'-' * 7}|{'-' * 15}|")
-    for label, h, f, r, verdict, reps in rows:
-        print(f"| {label:<{w}} | {h:>9} | {f:>9} | {r:>5} | {verdict:<13} |{reps}")
+    head = f"| {'metric':<{w}} | {'HAProxy':>9} | {'Fulcrum':>9} | {'F/H':>5} | {'goal':<13} |"
+    rule = f"|{'-' * (w + 2)}|{'-' * 11}|{'-' * 11}|{'-' * 7}|{'-' * 15}|"
+    if has_nginx:
+        head += f" {'nginx':>9} | {'N/H':>5} |"
+        rule += f"{'-' * 11}|{'-' * 7}|"
+    print(head)
+    print(rule)
+    for label, h, f, r, verdict, n, nr, reps in rows:
+        line = f"| {label:<{w}} | {h:>9} | {f:>9} | {r:>5} | {verdict:<13} |"
+        if has_nginx:
+            line += f" {n:>9} | {nr:>5} |"
+        print(line + reps)
     bad = {k: v for k, v in errs.items() if v}
     if bad:
         print("\nerrors (socket errors + non-2xx) summed over repetitions: "
               + ", ".join(f"{sc}/{p}: {v:.0f}" for (sc, p), v in sorted(bad.items())))
     n = max((len(v) for v in data.values()), default=0)
-    print(f"\nmedians of {n} repetition(s); F/H < 1 is better for CPU, latency and RSS, > 1 for req/s and Gbit/s.")
+    print(f"\nmedians of {n} repetition(s); F/H < 1 is better for CPU, latency and RSS, > 1 for req/s and Gbit/s"
+          + ("; nginx (reference proxy, L7 only) and N/H = nginx/HAProxy." if has_nginx else "."))
 
 
 if __name__ == "__main__":
