@@ -16,6 +16,7 @@ mod vip;
 
 mod harness;
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use harness::{Helper, Lab, MAC_A, MAC_B, MAC_C};
@@ -82,35 +83,11 @@ fn moving_vip_switches_client_neighbour_entry() {
     let Some(mut lab) = Lab::new("move") else {
         return;
     };
-    let a_ns = lab.host("a", MAC_A, 1);
-    let b_ns = lab.host("b", MAC_B, 2);
-    let c_ns = lab.host("c", harness::MAC_C, 100);
     let vip = lab.vip();
-    let mut a = Helper::spawn(&a_ns, &[]);
-    let mut b = Helper::spawn(&b_ns, &[]);
-    let mut c = Helper::spawn(&c_ns, &[]);
-    for (h, name) in [(&mut a, "a"), (&mut b, "b")] {
-        h.ok(&format!("local {vip}@eth0"));
-        h.ok(&format!("listen {vip}:8080 from-{name}"));
-    }
-
-    a.ok(&format!("held {vip}@eth0"));
-    assert_eq!(c.cmd(&format!("connect {vip}:8080")), "got from-a");
-    assert_eq!(lab.neigh(&c_ns, vip).as_deref(), Some(MAC_A));
-
-    a.ok("held");
-    b.ok(&format!("held {vip}@eth0"));
-    assert!(
-        harness::wait_for(Duration::from_secs(10), || {
-            lab.neigh(&c_ns, vip).as_deref() == Some(MAC_B)
-        }),
-        "client's neighbour entry moves to b after b's GARP: {:?}",
-        lab.neigh(&c_ns, vip)
-    );
-    assert_eq!(c.cmd(&format!("connect {vip}:8080")), "got from-b");
-    assert!(lab.wait_arping(&c_ns, vip, MAC_B));
-    assert_eq!(a.stats()["conflicts"], 0);
-    assert_eq!(b.stats()["conflicts"], 0);
+    moving_vip(&mut lab, vip.into(), |lab, c_ns, _, b| {
+        assert!(lab.wait_arping(c_ns, vip, MAC_B));
+        assert!(b.stats()["garp"] >= 1);
+    });
 }
 
 /// Two holders at once (what fencing must prevent) are at least seen: each counts the
@@ -120,29 +97,8 @@ fn conflicting_claim_is_seen_and_reannounced() {
     let Some(mut lab) = Lab::new("conflict") else {
         return;
     };
-    let a_ns = lab.host("a", MAC_A, 1);
-    let b_ns = lab.host("b", MAC_B, 2);
     let vip = lab.vip();
-    let mut a = Helper::spawn(&a_ns, &[]);
-    let mut b = Helper::spawn(&b_ns, &[]);
-    a.ok(&format!("local {vip}@eth0"));
-    b.ok(&format!("local {vip}@eth0"));
-    a.ok(&format!("held {vip}@eth0"));
-    assert!(harness::wait_for(Duration::from_secs(10), || a.stats()
-        ["garp"]
-        >= 6));
-    let garp_before = a.stats()["garp"];
-    b.ok(&format!("held {vip}@eth0"));
-    assert!(
-        harness::wait_for(Duration::from_secs(10), || a.stats()["conflicts"] >= 1),
-        "a sees b's claim"
-    );
-    assert!(
-        harness::wait_for(Duration::from_secs(10), || a.stats()["garp"] > garp_before),
-        "a re-announces at once, not at the next refresh (20 s away)"
-    );
-    assert_eq!(a.last_conflict_mac(), Some(MAC_B.to_owned()));
-    b.ok("held");
+    conflicting_claim(&mut lab, vip.into(), "garp", 6);
 }
 
 /// kill -9 of the holder: the VIP stays on lo in its namespace, but nobody answers ARP
@@ -312,40 +268,15 @@ fn ipv6_moving_vip_switches_client_neighbour_entry() {
     let Some(mut lab) = Lab::new("move6") else {
         return;
     };
-    let a_ns = lab.host("a", MAC_A, 1);
-    let b_ns = lab.host("b", MAC_B, 2);
-    let c_ns = lab.host("c", MAC_C, 100);
     let vip = lab.vip6();
     let client = lab.addr6(100);
-    let mut a = Helper::spawn(&a_ns, &[]);
-    let mut b = Helper::spawn(&b_ns, &[]);
-    let mut c = Helper::spawn(&c_ns, &[]);
-    for (h, name) in [(&mut a, "a"), (&mut b, "b")] {
-        h.ok(&format!("local {vip}@eth0"));
-        h.ok(&format!("listen [{vip}]:8080 from-{name}"));
-    }
-
-    a.ok(&format!("held {vip}@eth0"));
-    assert_eq!(c.cmd(&format!("connect [{vip}]:8080")), "got from-a");
-    assert_eq!(lab.neigh(&c_ns, vip).as_deref(), Some(MAC_A));
-
-    a.ok("held");
-    b.ok(&format!("held {vip}@eth0"));
-    assert!(
-        harness::wait_for(Duration::from_secs(10), || {
-            lab.neigh(&c_ns, vip).as_deref() == Some(MAC_B)
-        }),
-        "client's neighbour entry moves to b after b's unsolicited NA: {}",
-        lab.neigh_entry(&c_ns, vip)
-    );
-    assert_eq!(c.cmd(&format!("connect [{vip}]:8080")), "got from-b");
-    assert_eq!(
-        c.cmd(&format!("solicit {vip} {client}")),
-        format!("na {MAC_B} S=1 O=1 R=0")
-    );
-    assert!(b.stats()["na"] >= 1);
-    assert_eq!(a.stats()["conflicts"], 0);
-    assert_eq!(b.stats()["conflicts"], 0);
+    moving_vip(&mut lab, vip.into(), |_, _, c, b| {
+        assert_eq!(
+            c.cmd(&format!("solicit {vip} {client}")),
+            format!("na {MAC_B} S=1 O=1 R=0")
+        );
+        assert!(b.stats()["na"] >= 1);
+    });
 }
 
 /// IPv6: two holders at once are seen: each counts the other's advertisements and
@@ -355,29 +286,8 @@ fn ipv6_conflicting_advert_is_seen_and_reannounced() {
     let Some(mut lab) = Lab::new("conflict6") else {
         return;
     };
-    let a_ns = lab.host("a", MAC_A, 1);
-    let b_ns = lab.host("b", MAC_B, 2);
     let vip = lab.vip6();
-    let mut a = Helper::spawn(&a_ns, &[]);
-    let mut b = Helper::spawn(&b_ns, &[]);
-    a.ok(&format!("local {vip}@eth0"));
-    b.ok(&format!("local {vip}@eth0"));
-    a.ok(&format!("held {vip}@eth0"));
-    assert!(harness::wait_for(Duration::from_secs(10), || a.stats()
-        ["na"]
-        >= 3));
-    let na_before = a.stats()["na"];
-    b.ok(&format!("held {vip}@eth0"));
-    assert!(
-        harness::wait_for(Duration::from_secs(10), || a.stats()["conflicts"] >= 1),
-        "a sees b's advertisement"
-    );
-    assert!(
-        harness::wait_for(Duration::from_secs(10), || a.stats()["na"] > na_before),
-        "a re-announces at once, not at the next refresh (20 s away)"
-    );
-    assert_eq!(a.last_conflict_mac(), Some(MAC_B.to_owned()));
-    b.ok("held");
+    conflicting_claim(&mut lab, vip.into(), "na", 3);
 }
 
 /// IPv6: kill -9 of the holder: the VIP stays on lo, but nobody answers NS for it any
@@ -427,6 +337,72 @@ fn ipv6_killed_or_stopped_holder_goes_silent() {
         refused.starts_with("err"),
         "the client's kernel cannot resolve the VIP: {refused}"
     );
+}
+
+/// a holds `vip` and serves, then hands it to b: the client's neighbour entry follows
+/// b's announcement with no traffic from the client, and new connections reach b.
+/// `then_b_answers` checks the family's own answer from b (client helper, b).
+fn moving_vip(
+    lab: &mut Lab,
+    vip: IpAddr,
+    then_b_answers: impl FnOnce(&Lab, &str, &mut Helper, &mut Helper),
+) {
+    let a_ns = lab.host("a", MAC_A, 1);
+    let b_ns = lab.host("b", MAC_B, 2);
+    let c_ns = lab.host("c", MAC_C, 100);
+    let service = SocketAddr::new(vip, 8080);
+    let mut a = Helper::spawn(&a_ns, &[]);
+    let mut b = Helper::spawn(&b_ns, &[]);
+    let mut c = Helper::spawn(&c_ns, &[]);
+    for (h, name) in [(&mut a, "a"), (&mut b, "b")] {
+        h.ok(&format!("local {vip}@eth0"));
+        h.ok(&format!("listen {service} from-{name}"));
+    }
+
+    a.ok(&format!("held {vip}@eth0"));
+    assert_eq!(c.cmd(&format!("connect {service}")), "got from-a");
+    assert_eq!(lab.neigh(&c_ns, vip).as_deref(), Some(MAC_A));
+
+    a.ok("held");
+    b.ok(&format!("held {vip}@eth0"));
+    assert!(
+        harness::wait_for(Duration::from_secs(10), || {
+            lab.neigh(&c_ns, vip).as_deref() == Some(MAC_B)
+        }),
+        "client's neighbour entry moves to b after b's announcement: {}",
+        lab.neigh_entry(&c_ns, vip)
+    );
+    assert_eq!(c.cmd(&format!("connect {service}")), "got from-b");
+    then_b_answers(lab, &c_ns, &mut c, &mut b);
+    assert_eq!(a.stats()["conflicts"], 0);
+    assert_eq!(b.stats()["conflicts"], 0);
+}
+
+/// a and b both hold `vip`: a counts b's claim and re-announces at once (its stats key
+/// `announced`, `burst` of them after taking the VIP), not at the next refresh.
+fn conflicting_claim(lab: &mut Lab, vip: IpAddr, announced: &str, burst: u64) {
+    let a_ns = lab.host("a", MAC_A, 1);
+    let b_ns = lab.host("b", MAC_B, 2);
+    let mut a = Helper::spawn(&a_ns, &[]);
+    let mut b = Helper::spawn(&b_ns, &[]);
+    a.ok(&format!("local {vip}@eth0"));
+    b.ok(&format!("local {vip}@eth0"));
+    a.ok(&format!("held {vip}@eth0"));
+    assert!(harness::wait_for(Duration::from_secs(10), || a.stats()
+        [announced]
+        >= burst));
+    let before = a.stats()[announced];
+    b.ok(&format!("held {vip}@eth0"));
+    assert!(
+        harness::wait_for(Duration::from_secs(10), || a.stats()["conflicts"] >= 1),
+        "a sees b's claim"
+    );
+    assert!(
+        harness::wait_for(Duration::from_secs(10), || a.stats()[announced] > before),
+        "a re-announces at once, not at the next refresh (20 s away)"
+    );
+    assert_eq!(a.last_conflict_mac(), Some(MAC_B.to_owned()));
+    b.ok("held");
 }
 
 /// The helper process: does nothing unless started by a test with FULCRUM_VIP_HELPER set.
