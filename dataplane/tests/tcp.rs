@@ -8,6 +8,16 @@ use common::*;
 use fulcrum_dataplane::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+/// A round-robin TCP pool `p` with `b` as its only member.
+fn one_member_pool(b: &TcpBackend) -> PoolConfig {
+    pool(
+        "p",
+        PoolProtocol::Tcp,
+        LbAlgorithm::RoundRobin,
+        vec![member(&b.name, b.addr)],
+    )
+}
+
 async fn names(addr: std::net::SocketAddr, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     for _ in 0..n {
@@ -169,12 +179,7 @@ async fn futures_join<const N: usize>(names: [&str; N]) -> Vec<TcpBackend> {
 async fn allowed_cidrs_and_connection_limit() {
     let h = Harness::new();
     let a = TcpBackend::start("a").await;
-    let p = pool(
-        "p",
-        PoolProtocol::Tcp,
-        LbAlgorithm::RoundRobin,
-        vec![member("a", a.addr)],
-    );
+    let p = one_member_pool(&a);
     let mut fenced = listener("fenced", ListenerProtocol::Tcp, Some(p.clone()));
     fenced.allowed_cidrs = vec!["10.0.0.0/8".parse().unwrap()];
     let mut open = listener("open", ListenerProtocol::Tcp, Some(p.clone()));
@@ -271,12 +276,7 @@ async fn proxy_protocol_headers_reach_the_member() {
 async fn stats_count_bytes_and_connections() {
     let h = Harness::new();
     let a = TcpBackend::start("a").await;
-    let p = pool(
-        "p",
-        PoolProtocol::Tcp,
-        LbAlgorithm::RoundRobin,
-        vec![member("a", a.addr)],
-    );
+    let p = one_member_pool(&a);
     h.apply_ok(config(vec![listener("l", ListenerProtocol::Tcp, Some(p))]))
         .await;
     let (name, mut conn) = tcp_open(h.addr("l")).await;
@@ -299,12 +299,7 @@ async fn stats_count_bytes_and_connections() {
 async fn idle_connections_are_closed() {
     let h = Harness::new();
     let a = TcpBackend::start("a").await;
-    let p = pool(
-        "p",
-        PoolProtocol::Tcp,
-        LbAlgorithm::RoundRobin,
-        vec![member("a", a.addr)],
-    );
+    let p = one_member_pool(&a);
     let mut l = listener("l", ListenerProtocol::Tcp, Some(p));
     l.timeouts.client_data = Duration::from_millis(200);
     h.apply_ok(config(vec![l])).await;
@@ -364,12 +359,7 @@ async fn bulk_transfers_are_spliced_counted_and_half_closed() {
     use tokio::io::AsyncReadExt;
     let h = Harness::new();
     let a = TcpBackend::start("a").await;
-    let p = pool(
-        "p",
-        PoolProtocol::Tcp,
-        LbAlgorithm::RoundRobin,
-        vec![member("a", a.addr)],
-    );
+    let p = one_member_pool(&a);
     h.apply_ok(config(vec![listener("l", ListenerProtocol::Tcp, Some(p))]))
         .await;
     // 4 MiB of a non-repeating pattern, sent while the echo is read back.
@@ -413,16 +403,7 @@ async fn tcp_inspect_holds_silent_clients_back_from_members() {
     use std::sync::atomic::Ordering;
     let h = Harness::new();
     let a = TcpBackend::start("a").await;
-    let mut l = listener(
-        "inspect",
-        ListenerProtocol::Tcp,
-        Some(pool(
-            "p",
-            PoolProtocol::Tcp,
-            LbAlgorithm::RoundRobin,
-            vec![member("a", a.addr)],
-        )),
-    );
+    let mut l = listener("inspect", ListenerProtocol::Tcp, Some(one_member_pool(&a)));
     l.timeouts.tcp_inspect = Duration::from_secs(60);
     h.apply_ok(config(vec![l.clone()])).await;
     let vip = h.addr("inspect");
