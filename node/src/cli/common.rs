@@ -109,6 +109,12 @@ impl TagUnsetArgs {
     }
 }
 
+/// The API fields an `unset` clears, or `None` when it asks for nothing at all (no flag and no
+/// tag option): then the command does nothing, not even look the object up.
+pub fn fields_to_unset(fields: Vec<String>, tags: &TagUnsetArgs) -> Option<Vec<String>> {
+    (!fields.is_empty() || tags.any()).then_some(fields)
+}
+
 /// List filters on tags (comma-separated lists).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TagFilter {

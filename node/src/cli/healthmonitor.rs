@@ -4,19 +4,19 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use fulcrum_proto::v1::{
     CreateHealthMonitorRequest, DeleteHealthMonitorRequest, GetHealthMonitorRequest, HealthMonitor,
     HealthMonitorCreate, HealthMonitorType, HealthMonitorUpdate, HttpMethod,
-    ListHealthMonitorsRequest, ListOptions, OperatingStatus, ProvisioningStatus,
-    UpdateHealthMonitorRequest,
+    ListHealthMonitorsRequest, OperatingStatus, ProvisioningStatus, UpdateHealthMonitorRequest,
 };
 use tonic::Status;
 
-use super::common::{
-    unset_flags, wait_for_active, wait_for_delete, AdminState, TagArgs, TagFilter, TagUnsetArgs,
-};
+use super::collection::Collection;
+use super::common::{fields_to_unset, unset_flags, AdminState, TagArgs, TagFilter, TagUnsetArgs};
 use super::connection::{api, checked, Clients};
+use super::emit_one;
 use super::enums::{self, choices, enum_value};
+use super::loadbalancer::LoadBalancers;
 use super::output::{ListOutput, Record, ShowOutput};
+use super::pool::Pools;
 use super::value::Value;
-use super::{emit_list, emit_one, loadbalancer, pool, resolve};
 
 /// Columns of `healthmonitor list`.
 pub const LIST_COLUMNS: &[&str] = &["id", "name", "project_id", "type", "admin_state_up"];
@@ -193,55 +193,46 @@ pub struct DeleteArgs {
     pub wait: bool,
 }
 
-/// Fetches a health monitor by ID.
-pub async fn get(c: &Clients, id: &str) -> Result<HealthMonitor, Status> {
-    let req = GetHealthMonitorRequest {
-        healthmonitor_id: id.to_string(),
-    };
-    c.hm.clone()
-        .get_health_monitor(req)
-        .await
-        .map(tonic::Response::into_inner)
-}
+/// Every health monitor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HealthMonitors;
 
-/// Lists every health monitor matching `req` (all pages).
-pub async fn list(
-    c: &Clients,
-    req: ListHealthMonitorsRequest,
-) -> anyhow::Result<Vec<HealthMonitor>> {
-    resolve::list_all(|marker| {
-        let mut req = req.clone();
-        req.options.get_or_insert_with(Default::default).marker = marker;
-        let mut cl = c.hm.clone();
-        async move {
-            let r = cl.list_health_monitors(req).await?.into_inner();
-            Ok((r.healthmonitors, r.next_marker))
-        }
-    })
-    .await
-}
+impl Collection for HealthMonitors {
+    type Item = HealthMonitor;
+    type List = ListHealthMonitorsRequest;
+    type Update = HealthMonitorUpdate;
+    const KIND: &'static str = "health monitor";
 
-/// Finds a health monitor by name or ID.
-pub async fn find(c: &Clients, input: &str) -> anyhow::Result<HealthMonitor> {
-    resolve::find(
-        "health monitor",
-        input,
-        |id| async move { get(c, &id).await },
-        |name| {
-            let options = Some(ListOptions {
-                name,
-                ..Default::default()
-            });
-            list(
-                c,
-                ListHealthMonitorsRequest {
-                    options,
-                    ..Default::default()
-                },
-            )
-        },
-    )
-    .await
+    async fn get(&self, c: &Clients, id: &str) -> Result<HealthMonitor, Status> {
+        let req = GetHealthMonitorRequest {
+            healthmonitor_id: id.to_string(),
+        };
+        Ok(c.hm.clone().get_health_monitor(req).await?.into_inner())
+    }
+
+    async fn page(
+        &self,
+        c: &Clients,
+        req: ListHealthMonitorsRequest,
+    ) -> Result<(Vec<HealthMonitor>, String), Status> {
+        let r = c.hm.clone().list_health_monitors(req).await?.into_inner();
+        Ok((r.healthmonitors, r.next_marker))
+    }
+
+    async fn update(
+        &self,
+        c: &Clients,
+        id: &str,
+        update: HealthMonitorUpdate,
+        unset: Vec<String>,
+    ) -> Result<(), Status> {
+        let req = UpdateHealthMonitorRequest {
+            healthmonitor_id: id.to_string(),
+            healthmonitor: Some(update),
+            unset,
+        };
+        c.hm.clone().update_health_monitor(req).await.map(drop)
+    }
 }
 
 /// The fields `healthmonitor show` prints, in octaviaclient's order.
@@ -288,27 +279,18 @@ pub async fn run(c: &Clients, cmd: HealthMonitorCommand) -> anyhow::Result<()> {
     match cmd {
         HealthMonitorCommand::Create(a) => create(c, a).await,
         HealthMonitorCommand::List(a) => {
-            let req = ListHealthMonitorsRequest {
-                options: Some(ListOptions {
-                    tags: a.tag_filter.tags.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let records: Vec<Record> = list(c, req)
-                .await?
-                .iter()
-                .filter(|h| a.tag_filter.matches(&h.tags))
-                .map(record)
-                .collect();
-            emit_list(LIST_COLUMNS, &records, &a.output)
+            let req = HealthMonitors.scope();
+            HealthMonitors
+                .print_list(c, req, &a.tag_filter, LIST_COLUMNS, record, &a.output)
+                .await
         }
         HealthMonitorCommand::Show(a) => {
-            emit_one(&record(&find(c, &a.health_monitor).await?), &a.output)
+            let h = HealthMonitors.find(c, &a.health_monitor).await?;
+            emit_one(&record(&h), &a.output)
         }
         HealthMonitorCommand::Set(a) => {
             let o = &a.opts;
-            let h = find(c, &a.health_monitor).await?;
+            let h = HealthMonitors.find(c, &a.health_monitor).await?;
             let update = HealthMonitorUpdate {
                 name: o.name.clone(),
                 admin_state_up: o.admin.value(),
@@ -323,39 +305,32 @@ pub async fn run(c: &Clients, cmd: HealthMonitorCommand) -> anyhow::Result<()> {
                 domain_name: o.domain_name.clone(),
                 tags: o.tags.for_set(&h.tags),
             };
-            update_and_wait(c, &h.id, update, vec![], o.wait).await
+            HealthMonitors
+                .update_and_wait(c, &h.id, update, vec![], o.wait)
+                .await
         }
         HealthMonitorCommand::Unset(a) => {
-            let fields = a.flags.fields();
-            if fields.is_empty() && !a.tags.any() {
+            let Some(fields) = fields_to_unset(a.flags.fields(), &a.tags) else {
                 return Ok(());
-            }
-            let h = find(c, &a.health_monitor).await?;
-            let update = HealthMonitorUpdate {
-                tags: a.tags.for_unset(&h.tags),
-                ..Default::default()
             };
-            update_and_wait(c, &h.id, update, fields, a.wait).await
+            let h = HealthMonitors.find(c, &a.health_monitor).await?;
+            HealthMonitors.unset(c, &h, fields, &a.tags, a.wait).await
         }
         HealthMonitorCommand::Delete(a) => {
-            let h = find(c, &a.health_monitor).await?;
+            let h = HealthMonitors.find(c, &a.health_monitor).await?;
             let req = DeleteHealthMonitorRequest {
                 healthmonitor_id: h.id.clone(),
             };
-            api(c.hm.clone().delete_health_monitor(req).await)?;
-            if a.wait {
-                let id = h.id.as_str();
-                wait_for_delete(|| async move { get(c, id).await.map(|x| x.provisioning_status) })
-                    .await?;
-            }
-            Ok(())
+            HealthMonitors
+                .delete_and_wait(c, &h.id, c.hm.clone().delete_health_monitor(req), a.wait)
+                .await
         }
     }
 }
 
 async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     let o = &a.opts;
-    let p = pool::find(c, &a.pool).await?;
+    let p = Pools.find(c, &a.pool).await?;
     let create = HealthMonitorCreate {
         pool_id: p.id.clone(),
         r#type: a.hm_type.map_or(0, |t| t as i32),
@@ -378,29 +353,10 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     };
     let mut h = api(c.hm.clone().create_health_monitor(req).await)?;
     if o.wait {
-        loadbalancer::wait_active(c, &p.loadbalancer_id).await?;
-        h = checked(get(c, &h.id).await)?;
+        LoadBalancers.wait_active(c, &p.loadbalancer_id).await?;
+        h = checked(HealthMonitors.get(c, &h.id).await)?;
     }
     emit_one(&record(&h), &a.output)
-}
-
-async fn update_and_wait(
-    c: &Clients,
-    id: &str,
-    update: HealthMonitorUpdate,
-    unset: Vec<String>,
-    wait: bool,
-) -> anyhow::Result<()> {
-    let req = UpdateHealthMonitorRequest {
-        healthmonitor_id: id.to_string(),
-        healthmonitor: Some(update),
-        unset,
-    };
-    api(c.hm.clone().update_health_monitor(req).await)?;
-    if wait {
-        wait_for_active(|| async move { get(c, id).await.map(|x| x.provisioning_status) }).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,19 +3,21 @@
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use fulcrum_proto::v1::{
     CreateL7PolicyRequest, DeleteL7PolicyRequest, GetL7PolicyRequest, L7Policy, L7PolicyAction,
-    L7PolicyCreate, L7PolicyUpdate, ListL7PoliciesRequest, ListOptions, OperatingStatus,
-    ProvisioningStatus, UpdateL7PolicyRequest,
+    L7PolicyCreate, L7PolicyUpdate, ListL7PoliciesRequest, OperatingStatus, ProvisioningStatus,
+    UpdateL7PolicyRequest,
 };
 use tonic::Status;
 
-use super::common::{
-    unset_flags, wait_for_active, wait_for_delete, AdminState, TagArgs, TagFilter, TagUnsetArgs,
-};
+use super::collection::Collection;
+use super::common::{fields_to_unset, unset_flags, AdminState, TagArgs, TagFilter, TagUnsetArgs};
 use super::connection::{api, checked, Clients};
+use super::emit_one;
 use super::enums::{self, choices, enum_value};
+use super::listener::Listeners;
+use super::loadbalancer::LoadBalancers;
 use super::output::{ListOutput, Record, ShowOutput};
+use super::pool::Pools;
 use super::value::Value;
-use super::{emit_list, emit_one, listener, loadbalancer, pool, resolve};
 
 /// Columns of `l7policy list`.
 pub const LIST_COLUMNS: &[&str] = &[
@@ -188,53 +190,46 @@ pub struct DeleteArgs {
     pub wait: bool,
 }
 
-/// Fetches an L7 policy by ID.
-pub async fn get(c: &Clients, id: &str) -> Result<L7Policy, Status> {
-    let req = GetL7PolicyRequest {
-        l7policy_id: id.to_string(),
-    };
-    c.l7policy
-        .clone()
-        .get_l7_policy(req)
-        .await
-        .map(tonic::Response::into_inner)
-}
+/// Every L7 policy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct L7Policies;
 
-/// Lists every L7 policy matching `req` (all pages).
-pub async fn list(c: &Clients, req: ListL7PoliciesRequest) -> anyhow::Result<Vec<L7Policy>> {
-    resolve::list_all(|marker| {
-        let mut req = req.clone();
-        req.options.get_or_insert_with(Default::default).marker = marker;
-        let mut cl = c.l7policy.clone();
-        async move {
-            let r = cl.list_l7_policies(req).await?.into_inner();
-            Ok((r.l7policies, r.next_marker))
-        }
-    })
-    .await
-}
+impl Collection for L7Policies {
+    type Item = L7Policy;
+    type List = ListL7PoliciesRequest;
+    type Update = L7PolicyUpdate;
+    const KIND: &'static str = "l7policy";
 
-/// Finds an L7 policy by name or ID.
-pub async fn find(c: &Clients, input: &str) -> anyhow::Result<L7Policy> {
-    resolve::find(
-        "l7policy",
-        input,
-        |id| async move { get(c, &id).await },
-        |name| {
-            let options = Some(ListOptions {
-                name,
-                ..Default::default()
-            });
-            list(
-                c,
-                ListL7PoliciesRequest {
-                    options,
-                    ..Default::default()
-                },
-            )
-        },
-    )
-    .await
+    async fn get(&self, c: &Clients, id: &str) -> Result<L7Policy, Status> {
+        let req = GetL7PolicyRequest {
+            l7policy_id: id.to_string(),
+        };
+        Ok(c.l7policy.clone().get_l7_policy(req).await?.into_inner())
+    }
+
+    async fn page(
+        &self,
+        c: &Clients,
+        req: ListL7PoliciesRequest,
+    ) -> Result<(Vec<L7Policy>, String), Status> {
+        let r = c.l7policy.clone().list_l7_policies(req).await?.into_inner();
+        Ok((r.l7policies, r.next_marker))
+    }
+
+    async fn update(
+        &self,
+        c: &Clients,
+        id: &str,
+        update: L7PolicyUpdate,
+        unset: Vec<String>,
+    ) -> Result<(), Status> {
+        let req = UpdateL7PolicyRequest {
+            l7policy_id: id.to_string(),
+            l7policy: Some(update),
+            unset,
+        };
+        c.l7policy.clone().update_l7_policy(req).await.map(drop)
+    }
 }
 
 /// The fields `l7policy show` prints, in octaviaclient's order.
@@ -272,7 +267,7 @@ pub fn record(p: &L7Policy) -> Record {
 
 async fn pool_id(c: &Clients, input: &Option<String>) -> anyhow::Result<Option<String>> {
     Ok(match input {
-        Some(p) => Some(pool::find(c, p).await?.id),
+        Some(p) => Some(Pools.find(c, p).await?.id),
         None => None,
     })
 }
@@ -283,30 +278,25 @@ pub async fn run(c: &Clients, cmd: L7PolicyCommand) -> anyhow::Result<()> {
         L7PolicyCommand::Create(a) => create(c, a).await,
         L7PolicyCommand::List(a) => {
             let listener_id = match &a.listener {
-                Some(l) => listener::find(c, l).await?.id,
+                Some(l) => Listeners.find(c, l).await?.id,
                 None => String::new(),
             };
             let req = ListL7PoliciesRequest {
-                options: Some(ListOptions {
-                    tags: a.tag_filter.tags.clone(),
-                    ..Default::default()
-                }),
                 listener_id,
                 ..Default::default()
             };
-            let records: Vec<Record> = list(c, req)
-                .await?
-                .iter()
-                .filter(|p| a.tag_filter.matches(&p.tags))
-                .map(record)
-                .collect();
-            emit_list(LIST_COLUMNS, &records, &a.output)
+            L7Policies
+                .print_list(c, req, &a.tag_filter, LIST_COLUMNS, record, &a.output)
+                .await
         }
-        L7PolicyCommand::Show(a) => emit_one(&record(&find(c, &a.l7policy).await?), &a.output),
+        L7PolicyCommand::Show(a) => {
+            let p = L7Policies.find(c, &a.l7policy).await?;
+            emit_one(&record(&p), &a.output)
+        }
         L7PolicyCommand::Set(a) => {
             let o = &a.opts;
             o.check(a.action)?;
-            let p = find(c, &a.l7policy).await?;
+            let p = L7Policies.find(c, &a.l7policy).await?;
             let update = L7PolicyUpdate {
                 name: o.name.clone(),
                 description: o.description.clone(),
@@ -319,32 +309,25 @@ pub async fn run(c: &Clients, cmd: L7PolicyCommand) -> anyhow::Result<()> {
                 position: o.position,
                 tags: o.tags.for_set(&p.tags),
             };
-            update_and_wait(c, &p.id, update, vec![], o.wait).await
+            L7Policies
+                .update_and_wait(c, &p.id, update, vec![], o.wait)
+                .await
         }
         L7PolicyCommand::Unset(a) => {
-            let fields = a.flags.fields();
-            if fields.is_empty() && !a.tags.any() {
+            let Some(fields) = fields_to_unset(a.flags.fields(), &a.tags) else {
                 return Ok(());
-            }
-            let p = find(c, &a.l7policy).await?;
-            let update = L7PolicyUpdate {
-                tags: a.tags.for_unset(&p.tags),
-                ..Default::default()
             };
-            update_and_wait(c, &p.id, update, fields, a.wait).await
+            let p = L7Policies.find(c, &a.l7policy).await?;
+            L7Policies.unset(c, &p, fields, &a.tags, a.wait).await
         }
         L7PolicyCommand::Delete(a) => {
-            let p = find(c, &a.l7policy).await?;
+            let p = L7Policies.find(c, &a.l7policy).await?;
             let req = DeleteL7PolicyRequest {
                 l7policy_id: p.id.clone(),
             };
-            api(c.l7policy.clone().delete_l7_policy(req).await)?;
-            if a.wait {
-                let id = p.id.as_str();
-                wait_for_delete(|| async move { get(c, id).await.map(|x| x.provisioning_status) })
-                    .await?;
-            }
-            Ok(())
+            L7Policies
+                .delete_and_wait(c, &p.id, c.l7policy.clone().delete_l7_policy(req), a.wait)
+                .await
         }
     }
 }
@@ -352,7 +335,7 @@ pub async fn run(c: &Clients, cmd: L7PolicyCommand) -> anyhow::Result<()> {
 async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     let o = &a.opts;
     o.check(a.action)?;
-    let l = listener::find(c, &a.listener).await?;
+    let l = Listeners.find(c, &a.listener).await?;
     let create = L7PolicyCreate {
         listener_id: l.id.clone(),
         action: a.action.map_or(0, |v| v as i32),
@@ -374,29 +357,10 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     };
     let mut p = api(c.l7policy.clone().create_l7_policy(req).await)?;
     if o.wait {
-        loadbalancer::wait_active(c, &l.loadbalancer_id).await?;
-        p = checked(get(c, &p.id).await)?;
+        LoadBalancers.wait_active(c, &l.loadbalancer_id).await?;
+        p = checked(L7Policies.get(c, &p.id).await)?;
     }
     emit_one(&record(&p), &a.output)
-}
-
-async fn update_and_wait(
-    c: &Clients,
-    id: &str,
-    update: L7PolicyUpdate,
-    unset: Vec<String>,
-    wait: bool,
-) -> anyhow::Result<()> {
-    let req = UpdateL7PolicyRequest {
-        l7policy_id: id.to_string(),
-        l7policy: Some(update),
-        unset,
-    };
-    api(c.l7policy.clone().update_l7_policy(req).await)?;
-    if wait {
-        wait_for_active(|| async move { get(c, id).await.map(|x| x.provisioning_status) }).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,19 +2,21 @@
 
 use fulcrum_proto::v1::{
     CompareType, CreateL7RuleRequest, DeleteL7RuleRequest, GetL7RuleRequest, L7Rule, L7RuleCreate,
-    L7RuleType, L7RuleUpdate, ListL7RulesRequest, ListOptions, OperatingStatus, ProvisioningStatus,
+    L7RuleType, L7RuleUpdate, ListL7RulesRequest, OperatingStatus, ProvisioningStatus,
     UpdateL7RuleRequest,
 };
 use tonic::Status;
 
-use super::common::{
-    unset_flags, wait_for_active, wait_for_delete, AdminState, TagArgs, TagFilter, TagUnsetArgs,
-};
+use super::collection::Collection;
+use super::common::{fields_to_unset, unset_flags, AdminState, TagArgs, TagFilter, TagUnsetArgs};
 use super::connection::{api, checked, Clients};
+use super::emit_one;
 use super::enums::{self, choices, cli_name, enum_value};
+use super::l7policy::L7Policies;
+use super::listener::Listeners;
+use super::loadbalancer::LoadBalancers;
 use super::output::{ListOutput, Record, ShowOutput};
 use super::value::Value;
-use super::{emit_list, emit_one, l7policy, listener, loadbalancer, resolve};
 
 /// Columns of `l7rule list`.
 pub const LIST_COLUMNS: &[&str] = &[
@@ -187,42 +189,56 @@ pub struct DeleteArgs {
     pub wait: bool,
 }
 
-/// Fetches an L7 rule by policy ID and rule ID.
-pub async fn get(c: &Clients, policy_id: &str, id: &str) -> Result<L7Rule, Status> {
-    let req = GetL7RuleRequest {
-        l7policy_id: policy_id.to_string(),
-        l7rule_id: id.to_string(),
-    };
-    c.l7rule
-        .clone()
-        .get_l7_rule(req)
-        .await
-        .map(tonic::Response::into_inner)
-}
+/// The rules of one L7 policy (its ID). Rules have no names: they are found by ID only.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct L7Rules<'a>(pub &'a str);
 
-/// Lists every rule matching `req` (all pages).
-pub async fn list(c: &Clients, req: ListL7RulesRequest) -> anyhow::Result<Vec<L7Rule>> {
-    resolve::list_all(|marker| {
-        let mut req = req.clone();
-        req.options.get_or_insert_with(Default::default).marker = marker;
-        let mut cl = c.l7rule.clone();
-        async move {
-            let r = cl.list_l7_rules(req).await?.into_inner();
-            Ok((r.rules, r.next_marker))
+impl Collection for L7Rules<'_> {
+    type Item = L7Rule;
+    type List = ListL7RulesRequest;
+    type Update = L7RuleUpdate;
+    const KIND: &'static str = "l7rule";
+    const NAMED: bool = false;
+
+    async fn get(&self, c: &Clients, id: &str) -> Result<L7Rule, Status> {
+        let req = GetL7RuleRequest {
+            l7policy_id: self.0.to_string(),
+            l7rule_id: id.to_string(),
+        };
+        Ok(c.l7rule.clone().get_l7_rule(req).await?.into_inner())
+    }
+
+    async fn page(
+        &self,
+        c: &Clients,
+        req: ListL7RulesRequest,
+    ) -> Result<(Vec<L7Rule>, String), Status> {
+        let r = c.l7rule.clone().list_l7_rules(req).await?.into_inner();
+        Ok((r.rules, r.next_marker))
+    }
+
+    async fn update(
+        &self,
+        c: &Clients,
+        id: &str,
+        update: L7RuleUpdate,
+        unset: Vec<String>,
+    ) -> Result<(), Status> {
+        let req = UpdateL7RuleRequest {
+            l7policy_id: self.0.to_string(),
+            l7rule_id: id.to_string(),
+            rule: Some(update),
+            unset,
+        };
+        c.l7rule.clone().update_l7_rule(req).await.map(drop)
+    }
+
+    fn scope(&self) -> ListL7RulesRequest {
+        ListL7RulesRequest {
+            l7policy_id: self.0.to_string(),
+            ..Default::default()
         }
-    })
-    .await
-}
-
-/// Finds a rule of a policy by ID (rules have no names).
-pub async fn find(c: &Clients, policy_id: &str, input: &str) -> anyhow::Result<L7Rule> {
-    resolve::find(
-        "l7rule",
-        input,
-        |id| async move { get(c, policy_id, &id).await },
-        |_name| async { Ok(vec![]) },
-    )
-    .await
+    }
 }
 
 /// The fields `l7rule show` prints, in octaviaclient's order.
@@ -255,32 +271,23 @@ pub async fn run(c: &Clients, cmd: L7RuleCommand) -> anyhow::Result<()> {
     match cmd {
         L7RuleCommand::Create(a) => create(c, a).await,
         L7RuleCommand::List(a) => {
-            let p = l7policy::find(c, &a.l7policy).await?;
-            let req = ListL7RulesRequest {
-                l7policy_id: p.id.clone(),
-                options: Some(ListOptions {
-                    tags: a.tag_filter.tags.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let records: Vec<Record> = list(c, req)
-                .await?
-                .iter()
-                .filter(|r| a.tag_filter.matches(&r.tags))
-                .map(record)
-                .collect();
-            emit_list(LIST_COLUMNS, &records, &a.output)
+            let p = L7Policies.find(c, &a.l7policy).await?;
+            let rules = L7Rules(&p.id);
+            let req = rules.scope();
+            rules
+                .print_list(c, req, &a.tag_filter, LIST_COLUMNS, record, &a.output)
+                .await
         }
         L7RuleCommand::Show(a) => {
-            let p = l7policy::find(c, &a.l7policy).await?;
-            emit_one(&record(&find(c, &p.id, &a.l7rule).await?), &a.output)
+            let p = L7Policies.find(c, &a.l7policy).await?;
+            let r = L7Rules(&p.id).find(c, &a.l7rule).await?;
+            emit_one(&record(&r), &a.output)
         }
         L7RuleCommand::Set(a) => {
             let o = &a.opts;
             check_key(a.rule_type, &o.key)?;
-            let p = l7policy::find(c, &a.l7policy).await?;
-            let r = find(c, &p.id, &a.l7rule).await?;
+            let p = L7Policies.find(c, &a.l7policy).await?;
+            let r = L7Rules(&p.id).find(c, &a.l7rule).await?;
             let update = L7RuleUpdate {
                 r#type: a.rule_type.map_or(0, |v| v as i32),
                 compare_type: a.compare_type.map_or(0, |v| v as i32),
@@ -290,37 +297,30 @@ pub async fn run(c: &Clients, cmd: L7RuleCommand) -> anyhow::Result<()> {
                 admin_state_up: o.admin.value(),
                 tags: o.tags.for_set(&r.tags),
             };
-            update_and_wait(c, &r, update, vec![], o.wait).await
+            L7Rules(&r.l7policy_id)
+                .update_and_wait(c, &r.id, update, vec![], o.wait)
+                .await
         }
         L7RuleCommand::Unset(a) => {
-            let fields = a.flags.fields();
-            if fields.is_empty() && !a.tags.any() {
+            let Some(fields) = fields_to_unset(a.flags.fields(), &a.tags) else {
                 return Ok(());
-            }
-            let p = l7policy::find(c, &a.l7policy).await?;
-            let r = find(c, &p.id, &a.l7rule).await?;
-            let update = L7RuleUpdate {
-                tags: a.tags.for_unset(&r.tags),
-                ..Default::default()
             };
-            update_and_wait(c, &r, update, fields, a.wait).await
+            let p = L7Policies.find(c, &a.l7policy).await?;
+            let r = L7Rules(&p.id).find(c, &a.l7rule).await?;
+            L7Rules(&r.l7policy_id)
+                .unset(c, &r, fields, &a.tags, a.wait)
+                .await
         }
         L7RuleCommand::Delete(a) => {
-            let p = l7policy::find(c, &a.l7policy).await?;
-            let r = find(c, &p.id, &a.l7rule).await?;
+            let p = L7Policies.find(c, &a.l7policy).await?;
+            let r = L7Rules(&p.id).find(c, &a.l7rule).await?;
             let req = DeleteL7RuleRequest {
                 l7policy_id: p.id.clone(),
                 l7rule_id: r.id.clone(),
             };
-            api(c.l7rule.clone().delete_l7_rule(req).await)?;
-            if a.wait {
-                let (policy_id, id) = (p.id.as_str(), r.id.as_str());
-                wait_for_delete(|| async move {
-                    get(c, policy_id, id).await.map(|x| x.provisioning_status)
-                })
-                .await?;
-            }
-            Ok(())
+            L7Rules(&p.id)
+                .delete_and_wait(c, &r.id, c.l7rule.clone().delete_l7_rule(req), a.wait)
+                .await
         }
     }
 }
@@ -328,7 +328,7 @@ pub async fn run(c: &Clients, cmd: L7RuleCommand) -> anyhow::Result<()> {
 async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     let o = &a.opts;
     check_key(a.rule_type, &o.key)?;
-    let p = l7policy::find(c, &a.l7policy).await?;
+    let p = L7Policies.find(c, &a.l7policy).await?;
     let create = L7RuleCreate {
         l7policy_id: p.id.clone(),
         r#type: a.rule_type.map_or(0, |v| v as i32),
@@ -343,35 +343,11 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     let req = CreateL7RuleRequest { rule: Some(create) };
     let mut r = api(c.l7rule.clone().create_l7_rule(req).await)?;
     if o.wait {
-        let l = checked(listener::get(c, &p.listener_id).await)?;
-        loadbalancer::wait_active(c, &l.loadbalancer_id).await?;
-        r = checked(get(c, &p.id, &r.id).await)?;
+        let l = checked(Listeners.get(c, &p.listener_id).await)?;
+        LoadBalancers.wait_active(c, &l.loadbalancer_id).await?;
+        r = checked(L7Rules(&p.id).get(c, &r.id).await)?;
     }
     emit_one(&record(&r), &a.output)
-}
-
-async fn update_and_wait(
-    c: &Clients,
-    r: &L7Rule,
-    update: L7RuleUpdate,
-    unset: Vec<String>,
-    wait: bool,
-) -> anyhow::Result<()> {
-    let req = UpdateL7RuleRequest {
-        l7policy_id: r.l7policy_id.clone(),
-        l7rule_id: r.id.clone(),
-        rule: Some(update),
-        unset,
-    };
-    api(c.l7rule.clone().update_l7_rule(req).await)?;
-    if wait {
-        let (policy_id, id) = (r.l7policy_id.as_str(), r.id.as_str());
-        wait_for_active(
-            || async move { get(c, policy_id, id).await.map(|x| x.provisioning_status) },
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

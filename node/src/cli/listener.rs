@@ -10,15 +10,18 @@ use fulcrum_proto::v1::{
 };
 use tonic::Status;
 
+use super::collection::Collection;
 use super::common::{
-    check_port, is_none_word, unset_flags, wait_for_active, wait_for_delete, AdminState, KvList,
-    TagArgs, TagFilter, TagUnsetArgs,
+    check_port, fields_to_unset, is_none_word, unset_flags, AdminState, KvList, TagArgs, TagFilter,
+    TagUnsetArgs,
 };
 use super::connection::{api, checked, Clients};
+use super::emit_one;
 use super::enums::{self, choices, enum_value};
+use super::loadbalancer::{self, LoadBalancers};
 use super::output::{ListOutput, Record, ShowOutput};
+use super::pool::Pools;
 use super::value::Value;
-use super::{emit_list, emit_one, loadbalancer, pool, resolve};
 
 /// Columns of `listener list`.
 pub const LIST_COLUMNS: &[&str] = &[
@@ -272,53 +275,46 @@ pub struct DeleteArgs {
     pub wait: bool,
 }
 
-/// Fetches a listener by ID.
-pub async fn get(c: &Clients, id: &str) -> Result<Listener, Status> {
-    let req = GetListenerRequest {
-        listener_id: id.to_string(),
-    };
-    c.listener
-        .clone()
-        .get_listener(req)
-        .await
-        .map(tonic::Response::into_inner)
-}
+/// Every listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listeners;
 
-/// Lists every listener matching `req` (all pages).
-pub async fn list(c: &Clients, req: ListListenersRequest) -> anyhow::Result<Vec<Listener>> {
-    resolve::list_all(|marker| {
-        let mut req = req.clone();
-        req.options.get_or_insert_with(Default::default).marker = marker;
-        let mut cl = c.listener.clone();
-        async move {
-            let r = cl.list_listeners(req).await?.into_inner();
-            Ok((r.listeners, r.next_marker))
-        }
-    })
-    .await
-}
+impl Collection for Listeners {
+    type Item = Listener;
+    type List = ListListenersRequest;
+    type Update = ListenerUpdate;
+    const KIND: &'static str = "listener";
 
-/// Finds a listener by name or ID.
-pub async fn find(c: &Clients, input: &str) -> anyhow::Result<Listener> {
-    resolve::find(
-        "listener",
-        input,
-        |id| async move { get(c, &id).await },
-        |name| {
-            let options = Some(ListOptions {
-                name,
-                ..Default::default()
-            });
-            list(
-                c,
-                ListListenersRequest {
-                    options,
-                    ..Default::default()
-                },
-            )
-        },
-    )
-    .await
+    async fn get(&self, c: &Clients, id: &str) -> Result<Listener, Status> {
+        let req = GetListenerRequest {
+            listener_id: id.to_string(),
+        };
+        Ok(c.listener.clone().get_listener(req).await?.into_inner())
+    }
+
+    async fn page(
+        &self,
+        c: &Clients,
+        req: ListListenersRequest,
+    ) -> Result<(Vec<Listener>, String), Status> {
+        let r = c.listener.clone().list_listeners(req).await?.into_inner();
+        Ok((r.listeners, r.next_marker))
+    }
+
+    async fn update(
+        &self,
+        c: &Clients,
+        id: &str,
+        update: ListenerUpdate,
+        unset: Vec<String>,
+    ) -> Result<(), Status> {
+        let req = UpdateListenerRequest {
+            listener_id: id.to_string(),
+            listener: Some(update),
+            unset,
+        };
+        c.listener.clone().update_listener(req).await.map(drop)
+    }
 }
 
 fn sorted_map(m: &HashMap<String, String>) -> Vec<(String, Value)> {
@@ -421,26 +417,28 @@ pub async fn run(c: &Clients, cmd: ListenerCommand) -> anyhow::Result<()> {
         ListenerCommand::Create(a) => create(c, a).await,
         ListenerCommand::List(a) => list_cmd(c, a).await,
         ListenerCommand::Show(a) => {
-            let l = find(c, &a.listener).await?;
+            let l = Listeners.find(c, &a.listener).await?;
             emit_one(&record(&l), &a.output)
         }
         ListenerCommand::Set(a) => set(c, a).await,
-        ListenerCommand::Unset(a) => unset(c, a).await,
+        ListenerCommand::Unset(a) => {
+            let Some(fields) = fields_to_unset(a.flags.fields(), &a.tags) else {
+                return Ok(());
+            };
+            let l = Listeners.find(c, &a.listener).await?;
+            Listeners.unset(c, &l, fields, &a.tags, a.wait).await
+        }
         ListenerCommand::Delete(a) => {
-            let l = find(c, &a.listener).await?;
+            let l = Listeners.find(c, &a.listener).await?;
             let req = DeleteListenerRequest {
                 listener_id: l.id.clone(),
             };
-            api(c.listener.clone().delete_listener(req).await)?;
-            if a.wait {
-                let id = l.id.as_str();
-                wait_for_delete(|| async move { get(c, id).await.map(|x| x.provisioning_status) })
-                    .await?;
-            }
-            Ok(())
+            Listeners
+                .delete_and_wait(c, &l.id, c.listener.clone().delete_listener(req), a.wait)
+                .await
         }
         ListenerCommand::Stats(StatsCommand::Show(a)) => {
-            let l = find(c, &a.listener).await?;
+            let l = Listeners.find(c, &a.listener).await?;
             let req = GetListenerStatsRequest {
                 listener_id: l.id.clone(),
             };
@@ -459,9 +457,9 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
             "Argument hsts_max_age is required when using hsts_preload or hsts_include_subdomains arguments."
         );
     }
-    let lb = loadbalancer::find(c, &a.loadbalancer).await?;
+    let lb = LoadBalancers.find(c, &a.loadbalancer).await?;
     let default_pool_id = match &o.default_pool {
-        Some(p) => pool::find(c, p).await?.id,
+        Some(p) => Pools.find(c, p).await?.id,
         None => String::new(),
     };
     let create = ListenerCreate {
@@ -500,15 +498,15 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     };
     let mut l = api(c.listener.clone().create_listener(req).await)?;
     if o.wait {
-        loadbalancer::wait_active(c, &lb.id).await?;
-        l = checked(get(c, &l.id).await)?;
+        LoadBalancers.wait_active(c, &lb.id).await?;
+        l = checked(Listeners.get(c, &l.id).await)?;
     }
     emit_one(&record(&l), &a.output)
 }
 
 async fn list_cmd(c: &Clients, a: ListArgs) -> anyhow::Result<()> {
     let loadbalancer_id = match &a.loadbalancer {
-        Some(lb) => loadbalancer::find(c, lb).await?.id,
+        Some(lb) => LoadBalancers.find(c, lb).await?.id,
         None => String::new(),
     };
     let req = ListListenersRequest {
@@ -516,31 +514,26 @@ async fn list_cmd(c: &Clients, a: ListArgs) -> anyhow::Result<()> {
             project_id: a.project.clone().unwrap_or_default(),
             name: a.name.clone().unwrap_or_default(),
             admin_state_up: a.admin.value(),
-            tags: a.tag_filter.tags.clone(),
             ..Default::default()
         }),
         loadbalancer_id,
         ..Default::default()
     };
-    let records: Vec<Record> = list(c, req)
-        .await?
-        .iter()
-        .filter(|l| a.tag_filter.matches(&l.tags))
-        .map(record)
-        .collect();
-    emit_list(LIST_COLUMNS, &records, &a.output)
+    Listeners
+        .print_list(c, req, &a.tag_filter, LIST_COLUMNS, record, &a.output)
+        .await
 }
 
 async fn set(c: &Clients, a: SetArgs) -> anyhow::Result<()> {
     let o = &a.opts;
-    let l = find(c, &a.listener).await?;
+    let l = Listeners.find(c, &a.listener).await?;
     let mut unset = vec![];
     let default_pool_id = match &o.default_pool {
         Some(p) if is_none_word(p) => {
             unset.push("default_pool_id".to_string());
             None
         }
-        Some(p) => Some(pool::find(c, p).await?.id),
+        Some(p) => Some(Pools.find(c, p).await?.id),
         None => None,
     };
     let list = |v: &Vec<String>| (!v.is_empty()).then(|| StringList { values: v.clone() });
@@ -582,39 +575,9 @@ async fn set(c: &Clients, a: SetArgs) -> anyhow::Result<()> {
         hsts_preload: o.hsts_preload.then_some(true),
         tags: o.tags.for_set(&l.tags),
     };
-    update_and_wait(c, &l.id, update, unset, o.wait).await
-}
-
-async fn unset(c: &Clients, a: UnsetArgs) -> anyhow::Result<()> {
-    let fields = a.flags.fields();
-    if fields.is_empty() && !a.tags.any() {
-        return Ok(());
-    }
-    let l = find(c, &a.listener).await?;
-    let update = ListenerUpdate {
-        tags: a.tags.for_unset(&l.tags),
-        ..Default::default()
-    };
-    update_and_wait(c, &l.id, update, fields, a.wait).await
-}
-
-async fn update_and_wait(
-    c: &Clients,
-    id: &str,
-    update: ListenerUpdate,
-    unset: Vec<String>,
-    wait: bool,
-) -> anyhow::Result<()> {
-    let req = UpdateListenerRequest {
-        listener_id: id.to_string(),
-        listener: Some(update),
-        unset,
-    };
-    api(c.listener.clone().update_listener(req).await)?;
-    if wait {
-        wait_for_active(|| async move { get(c, id).await.map(|x| x.provisioning_status) }).await?;
-    }
-    Ok(())
+    Listeners
+        .update_and_wait(c, &l.id, update, unset, o.wait)
+        .await
 }
 
 #[cfg(test)]

@@ -9,14 +9,13 @@ use fulcrum_proto::v1::{
 };
 use tonic::Status;
 
+use super::collection::Collection;
 use super::common::{
-    is_none_word, unset_flags, wait_for_active, wait_for_delete, AdminState, TagArgs, TagFilter,
-    TagUnsetArgs,
+    fields_to_unset, is_none_word, unset_flags, AdminState, TagArgs, TagFilter, TagUnsetArgs,
 };
 use super::connection::{api, checked, Clients};
 use super::enums::{self, choices, enum_value};
 use super::output::{ListOutput, Record, ShowOutput};
-use super::resolve;
 use super::value::{self, Value};
 use super::{emit_list, emit_one};
 
@@ -229,56 +228,46 @@ pub enum StatsCommand {
     Show(ShowArgs),
 }
 
-/// Fetches a load balancer by ID.
-pub async fn get(c: &Clients, id: &str) -> Result<LoadBalancer, Status> {
-    let req = GetLoadBalancerRequest {
-        loadbalancer_id: id.to_string(),
-    };
-    c.lb.clone()
-        .get_load_balancer(req)
-        .await
-        .map(tonic::Response::into_inner)
-}
+/// Every load balancer. Its `wait_active` is also the `--wait` of a child's create.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadBalancers;
 
-/// Lists every load balancer matching `req` (all pages).
-pub async fn list(c: &Clients, req: ListLoadBalancersRequest) -> anyhow::Result<Vec<LoadBalancer>> {
-    resolve::list_all(|marker| {
-        let mut req = req.clone();
-        req.options.get_or_insert_with(Default::default).marker = marker;
-        let mut cl = c.lb.clone();
-        async move {
-            let r = cl.list_load_balancers(req).await?.into_inner();
-            Ok((r.loadbalancers, r.next_marker))
-        }
-    })
-    .await
-}
+impl Collection for LoadBalancers {
+    type Item = LoadBalancer;
+    type List = ListLoadBalancersRequest;
+    type Update = LoadBalancerUpdate;
+    const KIND: &'static str = "load balancer";
 
-/// Finds a load balancer by name or ID.
-pub async fn find(c: &Clients, input: &str) -> anyhow::Result<LoadBalancer> {
-    resolve::find(
-        "load balancer",
-        input,
-        |id| async move { get(c, &id).await },
-        |name| {
-            list(
-                c,
-                ListLoadBalancersRequest {
-                    options: Some(ListOptions {
-                        name,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )
-        },
-    )
-    .await
-}
+    async fn get(&self, c: &Clients, id: &str) -> Result<LoadBalancer, Status> {
+        let req = GetLoadBalancerRequest {
+            loadbalancer_id: id.to_string(),
+        };
+        Ok(c.lb.clone().get_load_balancer(req).await?.into_inner())
+    }
 
-/// Waits until the load balancer is ACTIVE (children's `--wait` after create uses this too).
-pub async fn wait_active(c: &Clients, id: &str) -> anyhow::Result<()> {
-    wait_for_active(|| async move { get(c, id).await.map(|x| x.provisioning_status) }).await
+    async fn page(
+        &self,
+        c: &Clients,
+        req: ListLoadBalancersRequest,
+    ) -> Result<(Vec<LoadBalancer>, String), Status> {
+        let r = c.lb.clone().list_load_balancers(req).await?.into_inner();
+        Ok((r.loadbalancers, r.next_marker))
+    }
+
+    async fn update(
+        &self,
+        c: &Clients,
+        id: &str,
+        update: LoadBalancerUpdate,
+        unset: Vec<String>,
+    ) -> Result<(), Status> {
+        let req = UpdateLoadBalancerRequest {
+            loadbalancer_id: id.to_string(),
+            loadbalancer: Some(update),
+            unset,
+        };
+        c.lb.clone().update_load_balancer(req).await.map(drop)
+    }
 }
 
 /// The fields `loadbalancer show` prints, in octaviaclient's order (plus Fulcrum's
@@ -436,8 +425,8 @@ pub async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     };
     let mut lb = api(c.lb.clone().create_load_balancer(req).await)?;
     if a.wait {
-        wait_active(c, &lb.id).await?;
-        lb = checked(get(c, &lb.id).await)?;
+        LoadBalancers.wait_active(c, &lb.id).await?;
+        lb = checked(LoadBalancers.get(c, &lb.id).await)?;
     }
     emit_one(&record(&lb), &a.output)
 }
@@ -459,7 +448,8 @@ pub async fn list_cmd(c: &Clients, a: ListArgs) -> anyhow::Result<()> {
         provider: opt(&a.provider),
     };
     let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-    let records: Vec<Record> = list(c, req)
+    let records: Vec<Record> = LoadBalancers
+        .list(c, req)
         .await?
         .iter()
         .filter(|lb| {
@@ -477,7 +467,7 @@ pub async fn list_cmd(c: &Clients, a: ListArgs) -> anyhow::Result<()> {
 
 /// Runs `loadbalancer set`.
 pub async fn set(c: &Clients, a: SetArgs) -> anyhow::Result<()> {
-    let lb = find(c, &a.loadbalancer).await?;
+    let lb = LoadBalancers.find(c, &a.loadbalancer).await?;
     let mut unset = vec![];
     let mut qos = a.vip_qos_policy_id.clone();
     if qos.as_deref().is_some_and(is_none_word) {
@@ -491,73 +481,48 @@ pub async fn set(c: &Clients, a: SetArgs) -> anyhow::Result<()> {
         vip_qos_policy_id: qos,
         tags: a.tags.for_set(&lb.tags),
     };
-    update_and_wait(c, &lb.id, update, unset, a.wait).await
+    LoadBalancers
+        .update_and_wait(c, &lb.id, update, unset, a.wait)
+        .await
 }
 
 /// Runs `loadbalancer unset`.
 pub async fn unset(c: &Clients, a: UnsetArgs) -> anyhow::Result<()> {
-    let fields = a.flags.fields();
-    if fields.is_empty() && !a.tags.any() {
+    let Some(fields) = fields_to_unset(a.flags.fields(), &a.tags) else {
         return Ok(());
-    }
-    let lb = find(c, &a.loadbalancer).await?;
-    let update = LoadBalancerUpdate {
-        tags: a.tags.for_unset(&lb.tags),
-        ..Default::default()
     };
-    update_and_wait(c, &lb.id, update, fields, a.wait).await
-}
-
-async fn update_and_wait(
-    c: &Clients,
-    id: &str,
-    update: LoadBalancerUpdate,
-    unset: Vec<String>,
-    wait: bool,
-) -> anyhow::Result<()> {
-    let req = UpdateLoadBalancerRequest {
-        loadbalancer_id: id.to_string(),
-        loadbalancer: Some(update),
-        unset,
-    };
-    api(c.lb.clone().update_load_balancer(req).await)?;
-    if wait {
-        wait_active(c, id).await?;
-    }
-    Ok(())
+    let lb = LoadBalancers.find(c, &a.loadbalancer).await?;
+    LoadBalancers.unset(c, &lb, fields, &a.tags, a.wait).await
 }
 
 /// Runs `loadbalancer delete`.
 pub async fn delete(c: &Clients, a: DeleteArgs) -> anyhow::Result<()> {
-    let lb = find(c, &a.loadbalancer).await?;
+    let lb = LoadBalancers.find(c, &a.loadbalancer).await?;
     let req = DeleteLoadBalancerRequest {
         loadbalancer_id: lb.id.clone(),
         cascade: a.cascade,
     };
-    api(c.lb.clone().delete_load_balancer(req).await)?;
-    if a.wait {
-        let id = lb.id.as_str();
-        wait_for_delete(|| async move { get(c, id).await.map(|x| x.provisioning_status) }).await?;
-    }
-    Ok(())
+    LoadBalancers
+        .delete_and_wait(c, &lb.id, c.lb.clone().delete_load_balancer(req), a.wait)
+        .await
 }
 
 /// Runs `loadbalancer failover`.
 pub async fn failover(c: &Clients, a: FailoverArgs) -> anyhow::Result<()> {
-    let lb = find(c, &a.loadbalancer).await?;
+    let lb = LoadBalancers.find(c, &a.loadbalancer).await?;
     let req = FailoverLoadBalancerRequest {
         loadbalancer_id: lb.id.clone(),
     };
     api(c.lb.clone().failover_load_balancer(req).await)?;
     if a.wait {
-        wait_active(c, &lb.id).await?;
+        LoadBalancers.wait_active(c, &lb.id).await?;
     }
     Ok(())
 }
 
 /// Runs `loadbalancer status show`: the tree as JSON indented by four, as octaviaclient does.
 pub async fn status_show(c: &Clients, loadbalancer: &str) -> anyhow::Result<()> {
-    let lb = find(c, loadbalancer).await?;
+    let lb = LoadBalancers.find(c, loadbalancer).await?;
     let req = GetLoadBalancerStatusTreeRequest {
         loadbalancer_id: lb.id.clone(),
     };
@@ -572,7 +537,7 @@ pub async fn status_show(c: &Clients, loadbalancer: &str) -> anyhow::Result<()> 
 
 /// Runs `loadbalancer stats show`.
 pub async fn stats_show(c: &Clients, a: ShowArgs) -> anyhow::Result<()> {
-    let lb = find(c, &a.loadbalancer).await?;
+    let lb = LoadBalancers.find(c, &a.loadbalancer).await?;
     let req = GetLoadBalancerStatsRequest {
         loadbalancer_id: lb.id.clone(),
     };
@@ -582,7 +547,7 @@ pub async fn stats_show(c: &Clients, a: ShowArgs) -> anyhow::Result<()> {
 
 /// Runs `loadbalancer show`.
 pub async fn show(c: &Clients, a: ShowArgs) -> anyhow::Result<()> {
-    let lb = find(c, &a.loadbalancer).await?;
+    let lb = LoadBalancers.find(c, &a.loadbalancer).await?;
     emit_one(&record(&lb), &a.output)
 }
 

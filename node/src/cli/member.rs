@@ -1,20 +1,22 @@
 //! `fulcrum loadbalancer member create|list|show|set|unset|delete` (members live in a pool).
 
 use fulcrum_proto::v1::{
-    CreateMemberRequest, DeleteMemberRequest, GetMemberRequest, ListMembersRequest, ListOptions,
-    Member, MemberCreate, MemberUpdate, OperatingStatus, ProvisioningStatus, UpdateMemberRequest,
+    CreateMemberRequest, DeleteMemberRequest, GetMemberRequest, ListMembersRequest, Member,
+    MemberCreate, MemberUpdate, OperatingStatus, ProvisioningStatus, UpdateMemberRequest,
 };
 use tonic::Status;
 
+use super::collection::Collection;
 use super::common::{
-    check_port, unset_flags, wait_for_active, wait_for_delete, AdminState, TagArgs, TagFilter,
-    TagUnsetArgs,
+    check_port, fields_to_unset, unset_flags, AdminState, TagArgs, TagFilter, TagUnsetArgs,
 };
 use super::connection::{api, checked, Clients};
+use super::emit_one;
 use super::enums::enum_value;
+use super::loadbalancer::LoadBalancers;
 use super::output::{ListOutput, Record, ShowOutput};
+use super::pool::Pools;
 use super::value::Value;
-use super::{emit_list, emit_one, loadbalancer, pool, resolve};
 
 /// Columns of `member list`.
 pub const LIST_COLUMNS: &[&str] = &[
@@ -209,52 +211,55 @@ pub struct DeleteArgs {
     pub wait: bool,
 }
 
-/// Fetches a member by pool ID and member ID.
-pub async fn get(c: &Clients, pool_id: &str, id: &str) -> Result<Member, Status> {
-    let req = GetMemberRequest {
-        pool_id: pool_id.to_string(),
-        member_id: id.to_string(),
-    };
-    c.member
-        .clone()
-        .get_member(req)
-        .await
-        .map(tonic::Response::into_inner)
-}
+/// The members of one pool (its ID).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Members<'a>(pub &'a str);
 
-/// Lists every member matching `req` (all pages).
-pub async fn list(c: &Clients, req: ListMembersRequest) -> anyhow::Result<Vec<Member>> {
-    resolve::list_all(|marker| {
-        let mut req = req.clone();
-        req.options.get_or_insert_with(Default::default).marker = marker;
-        let mut cl = c.member.clone();
-        async move {
-            let r = cl.list_members(req).await?.into_inner();
-            Ok((r.members, r.next_marker))
+impl Collection for Members<'_> {
+    type Item = Member;
+    type List = ListMembersRequest;
+    type Update = MemberUpdate;
+    const KIND: &'static str = "member";
+
+    async fn get(&self, c: &Clients, id: &str) -> Result<Member, Status> {
+        let req = GetMemberRequest {
+            pool_id: self.0.to_string(),
+            member_id: id.to_string(),
+        };
+        Ok(c.member.clone().get_member(req).await?.into_inner())
+    }
+
+    async fn page(
+        &self,
+        c: &Clients,
+        req: ListMembersRequest,
+    ) -> Result<(Vec<Member>, String), Status> {
+        let r = c.member.clone().list_members(req).await?.into_inner();
+        Ok((r.members, r.next_marker))
+    }
+
+    async fn update(
+        &self,
+        c: &Clients,
+        id: &str,
+        update: MemberUpdate,
+        unset: Vec<String>,
+    ) -> Result<(), Status> {
+        let req = UpdateMemberRequest {
+            pool_id: self.0.to_string(),
+            member_id: id.to_string(),
+            member: Some(update),
+            unset,
+        };
+        c.member.clone().update_member(req).await.map(drop)
+    }
+
+    fn scope(&self) -> ListMembersRequest {
+        ListMembersRequest {
+            pool_id: self.0.to_string(),
+            ..Default::default()
         }
-    })
-    .await
-}
-
-/// Finds a member of a pool by name or ID.
-pub async fn find(c: &Clients, pool_id: &str, input: &str) -> anyhow::Result<Member> {
-    resolve::find(
-        "member",
-        input,
-        |id| async move { get(c, pool_id, &id).await },
-        |name| {
-            let req = ListMembersRequest {
-                pool_id: pool_id.to_string(),
-                options: Some(ListOptions {
-                    name,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            list(c, req)
-        },
-    )
-    .await
+    }
 }
 
 /// The fields `member show` prints, in octaviaclient's order.
@@ -291,32 +296,23 @@ pub async fn run(c: &Clients, cmd: MemberCommand) -> anyhow::Result<()> {
     match cmd {
         MemberCommand::Create(a) => create(c, a).await,
         MemberCommand::List(a) => {
-            let p = pool::find(c, &a.pool).await?;
-            let req = ListMembersRequest {
-                pool_id: p.id.clone(),
-                options: Some(ListOptions {
-                    tags: a.tag_filter.tags.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let records: Vec<Record> = list(c, req)
-                .await?
-                .iter()
-                .filter(|m| a.tag_filter.matches(&m.tags))
-                .map(record)
-                .collect();
-            emit_list(LIST_COLUMNS, &records, &a.output)
+            let p = Pools.find(c, &a.pool).await?;
+            let members = Members(&p.id);
+            let req = members.scope();
+            members
+                .print_list(c, req, &a.tag_filter, LIST_COLUMNS, record, &a.output)
+                .await
         }
         MemberCommand::Show(a) => {
-            let p = pool::find(c, &a.pool).await?;
-            emit_one(&record(&find(c, &p.id, &a.member).await?), &a.output)
+            let p = Pools.find(c, &a.pool).await?;
+            let m = Members(&p.id).find(c, &a.member).await?;
+            emit_one(&record(&m), &a.output)
         }
         MemberCommand::Set(a) => {
             let o = &a.opts;
             o.check()?;
-            let p = pool::find(c, &a.pool).await?;
-            let m = find(c, &p.id, &a.member).await?;
+            let p = Pools.find(c, &a.pool).await?;
+            let m = Members(&p.id).find(c, &a.member).await?;
             let update = MemberUpdate {
                 name: o.name.clone(),
                 admin_state_up: o.admin.value(),
@@ -326,37 +322,30 @@ pub async fn run(c: &Clients, cmd: MemberCommand) -> anyhow::Result<()> {
                 monitor_port: o.monitor_port,
                 tags: o.tags.for_set(&m.tags),
             };
-            update_and_wait(c, &m, update, vec![], o.wait).await
+            Members(&m.pool_id)
+                .update_and_wait(c, &m.id, update, vec![], o.wait)
+                .await
         }
         MemberCommand::Unset(a) => {
-            let fields = a.flags.fields();
-            if fields.is_empty() && !a.tags.any() {
+            let Some(fields) = fields_to_unset(a.flags.fields(), &a.tags) else {
                 return Ok(());
-            }
-            let p = pool::find(c, &a.pool).await?;
-            let m = find(c, &p.id, &a.member).await?;
-            let update = MemberUpdate {
-                tags: a.tags.for_unset(&m.tags),
-                ..Default::default()
             };
-            update_and_wait(c, &m, update, fields, a.wait).await
+            let p = Pools.find(c, &a.pool).await?;
+            let m = Members(&p.id).find(c, &a.member).await?;
+            Members(&m.pool_id)
+                .unset(c, &m, fields, &a.tags, a.wait)
+                .await
         }
         MemberCommand::Delete(a) => {
-            let p = pool::find(c, &a.pool).await?;
-            let m = find(c, &p.id, &a.member).await?;
+            let p = Pools.find(c, &a.pool).await?;
+            let m = Members(&p.id).find(c, &a.member).await?;
             let req = DeleteMemberRequest {
                 pool_id: p.id.clone(),
                 member_id: m.id.clone(),
             };
-            api(c.member.clone().delete_member(req).await)?;
-            if a.wait {
-                let (pool_id, id) = (p.id.as_str(), m.id.as_str());
-                wait_for_delete(|| async move {
-                    get(c, pool_id, id).await.map(|x| x.provisioning_status)
-                })
-                .await?;
-            }
-            Ok(())
+            Members(&p.id)
+                .delete_and_wait(c, &m.id, c.member.clone().delete_member(req), a.wait)
+                .await
         }
     }
 }
@@ -366,7 +355,7 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     let port = a.protocol_port.unwrap_or_default();
     check_port("protocol-port", port)?;
     o.check()?;
-    let p = pool::find(c, &a.pool).await?;
+    let p = Pools.find(c, &a.pool).await?;
     let create = MemberCreate {
         pool_id: p.id.clone(),
         address: a.address.clone().unwrap_or_default(),
@@ -387,32 +376,10 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     };
     let mut m = api(c.member.clone().create_member(req).await)?;
     if o.wait {
-        loadbalancer::wait_active(c, &p.loadbalancer_id).await?;
-        m = checked(get(c, &p.id, &m.id).await)?;
+        LoadBalancers.wait_active(c, &p.loadbalancer_id).await?;
+        m = checked(Members(&p.id).get(c, &m.id).await)?;
     }
     emit_one(&record(&m), &a.output)
-}
-
-async fn update_and_wait(
-    c: &Clients,
-    m: &Member,
-    update: MemberUpdate,
-    unset: Vec<String>,
-    wait: bool,
-) -> anyhow::Result<()> {
-    let req = UpdateMemberRequest {
-        pool_id: m.pool_id.clone(),
-        member_id: m.id.clone(),
-        member: Some(update),
-        unset,
-    };
-    api(c.member.clone().update_member(req).await)?;
-    if wait {
-        let (pool_id, id) = (m.pool_id.as_str(), m.id.as_str());
-        wait_for_active(|| async move { get(c, pool_id, id).await.map(|x| x.provisioning_status) })
-            .await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! `--max-retries`/`--max-retries-down` accept 1-10 as the API does (octaviaclient: 1-9).
 
 mod cluster;
+mod collection;
 mod common;
 mod connection;
 mod enums;

@@ -2,21 +2,24 @@
 
 use anyhow::{anyhow, bail};
 use fulcrum_proto::v1::{
-    CreatePoolRequest, DeletePoolRequest, GetPoolRequest, LbAlgorithm, ListOptions,
-    ListPoolsRequest, OperatingStatus, Pool, PoolCreate, PoolUpdate, Protocol, ProvisioningStatus,
+    CreatePoolRequest, DeletePoolRequest, GetPoolRequest, LbAlgorithm, ListPoolsRequest,
+    OperatingStatus, Pool, PoolCreate, PoolUpdate, Protocol, ProvisioningStatus,
     SessionPersistence, SessionPersistenceType, StringList, UpdatePoolRequest,
 };
 use tonic::Status;
 
+use super::collection::Collection;
 use super::common::{
-    is_none_word, unset_flags, wait_for_active, wait_for_delete, AdminState, KvList, TagArgs,
-    TagFilter, TagUnsetArgs,
+    fields_to_unset, is_none_word, unset_flags, AdminState, KvList, TagArgs, TagFilter,
+    TagUnsetArgs,
 };
 use super::connection::{api, checked, Clients};
+use super::emit_one;
 use super::enums::{self, choices, enum_value, parse_cli};
+use super::listener::Listeners;
+use super::loadbalancer::LoadBalancers;
 use super::output::{ListOutput, Record, ShowOutput};
 use super::value::Value;
-use super::{emit_list, emit_one, listener, loadbalancer, resolve};
 
 /// Columns of `pool list`.
 pub const LIST_COLUMNS: &[&str] = &[
@@ -216,53 +219,46 @@ pub struct DeleteArgs {
     pub wait: bool,
 }
 
-/// Fetches a pool by ID.
-pub async fn get(c: &Clients, id: &str) -> Result<Pool, Status> {
-    let req = GetPoolRequest {
-        pool_id: id.to_string(),
-    };
-    c.pool
-        .clone()
-        .get_pool(req)
-        .await
-        .map(tonic::Response::into_inner)
-}
+/// Every pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pools;
 
-/// Lists every pool matching `req` (all pages).
-pub async fn list(c: &Clients, req: ListPoolsRequest) -> anyhow::Result<Vec<Pool>> {
-    resolve::list_all(|marker| {
-        let mut req = req.clone();
-        req.options.get_or_insert_with(Default::default).marker = marker;
-        let mut cl = c.pool.clone();
-        async move {
-            let r = cl.list_pools(req).await?.into_inner();
-            Ok((r.pools, r.next_marker))
-        }
-    })
-    .await
-}
+impl Collection for Pools {
+    type Item = Pool;
+    type List = ListPoolsRequest;
+    type Update = PoolUpdate;
+    const KIND: &'static str = "pool";
 
-/// Finds a pool by name or ID.
-pub async fn find(c: &Clients, input: &str) -> anyhow::Result<Pool> {
-    resolve::find(
-        "pool",
-        input,
-        |id| async move { get(c, &id).await },
-        |name| {
-            let options = Some(ListOptions {
-                name,
-                ..Default::default()
-            });
-            list(
-                c,
-                ListPoolsRequest {
-                    options,
-                    ..Default::default()
-                },
-            )
-        },
-    )
-    .await
+    async fn get(&self, c: &Clients, id: &str) -> Result<Pool, Status> {
+        let req = GetPoolRequest {
+            pool_id: id.to_string(),
+        };
+        Ok(c.pool.clone().get_pool(req).await?.into_inner())
+    }
+
+    async fn page(
+        &self,
+        c: &Clients,
+        req: ListPoolsRequest,
+    ) -> Result<(Vec<Pool>, String), Status> {
+        let r = c.pool.clone().list_pools(req).await?.into_inner();
+        Ok((r.pools, r.next_marker))
+    }
+
+    async fn update(
+        &self,
+        c: &Clients,
+        id: &str,
+        update: PoolUpdate,
+        unset: Vec<String>,
+    ) -> Result<(), Status> {
+        let req = UpdatePoolRequest {
+            pool_id: id.to_string(),
+            pool: Some(update),
+            unset,
+        };
+        c.pool.clone().update_pool(req).await.map(drop)
+    }
 }
 
 /// Parses `--session-persistence type=APP_COOKIE,cookie_name=x`.
@@ -361,51 +357,34 @@ pub async fn run(c: &Clients, cmd: PoolCommand) -> anyhow::Result<()> {
         PoolCommand::Create(a) => create(c, a).await,
         PoolCommand::List(a) => {
             let loadbalancer_id = match &a.loadbalancer {
-                Some(lb) => loadbalancer::find(c, lb).await?.id,
+                Some(lb) => LoadBalancers.find(c, lb).await?.id,
                 None => String::new(),
             };
             let req = ListPoolsRequest {
-                options: Some(ListOptions {
-                    tags: a.tag_filter.tags.clone(),
-                    ..Default::default()
-                }),
                 loadbalancer_id,
                 ..Default::default()
             };
-            let records: Vec<Record> = list(c, req)
-                .await?
-                .iter()
-                .filter(|p| a.tag_filter.matches(&p.tags))
-                .map(record)
-                .collect();
-            emit_list(LIST_COLUMNS, &records, &a.output)
+            Pools
+                .print_list(c, req, &a.tag_filter, LIST_COLUMNS, record, &a.output)
+                .await
         }
-        PoolCommand::Show(a) => emit_one(&record(&find(c, &a.pool).await?), &a.output),
+        PoolCommand::Show(a) => emit_one(&record(&Pools.find(c, &a.pool).await?), &a.output),
         PoolCommand::Set(a) => set(c, a).await,
         PoolCommand::Unset(a) => {
-            let fields = a.flags.fields();
-            if fields.is_empty() && !a.tags.any() {
+            let Some(fields) = fields_to_unset(a.flags.fields(), &a.tags) else {
                 return Ok(());
-            }
-            let p = find(c, &a.pool).await?;
-            let update = PoolUpdate {
-                tags: a.tags.for_unset(&p.tags),
-                ..Default::default()
             };
-            update_and_wait(c, &p.id, update, fields, a.wait).await
+            let p = Pools.find(c, &a.pool).await?;
+            Pools.unset(c, &p, fields, &a.tags, a.wait).await
         }
         PoolCommand::Delete(a) => {
-            let p = find(c, &a.pool).await?;
+            let p = Pools.find(c, &a.pool).await?;
             let req = DeletePoolRequest {
                 pool_id: p.id.clone(),
             };
-            api(c.pool.clone().delete_pool(req).await)?;
-            if a.wait {
-                let id = p.id.as_str();
-                wait_for_delete(|| async move { get(c, id).await.map(|x| x.provisioning_status) })
-                    .await?;
-            }
-            Ok(())
+            Pools
+                .delete_and_wait(c, &p.id, c.pool.clone().delete_pool(req), a.wait)
+                .await
         }
     }
 }
@@ -414,11 +393,11 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     let o = &a.opts;
     let (loadbalancer_id, listener_id, lb_id) = match (&a.listener, &a.loadbalancer) {
         (Some(l), _) => {
-            let l = listener::find(c, l).await?;
+            let l = Listeners.find(c, l).await?;
             (String::new(), l.id, l.loadbalancer_id)
         }
         (None, Some(lb)) => {
-            let lb = loadbalancer::find(c, lb).await?;
+            let lb = LoadBalancers.find(c, lb).await?;
             (lb.id.clone(), String::new(), lb.id)
         }
         (None, None) => {
@@ -458,15 +437,15 @@ async fn create(c: &Clients, a: CreateArgs) -> anyhow::Result<()> {
         } else {
             p.loadbalancer_id.clone()
         };
-        loadbalancer::wait_active(c, &lb_id).await?;
-        p = checked(get(c, &p.id).await)?;
+        LoadBalancers.wait_active(c, &lb_id).await?;
+        p = checked(Pools.get(c, &p.id).await)?;
     }
     emit_one(&record(&p), &a.output)
 }
 
 async fn set(c: &Clients, a: SetArgs) -> anyhow::Result<()> {
     let o = &a.opts;
-    let p = find(c, &a.pool).await?;
+    let p = Pools.find(c, &a.pool).await?;
     let mut unset = vec![];
     let mut reference = |v: &Option<String>, field: &str| match v {
         Some(s) if is_none_word(s) => {
@@ -498,26 +477,7 @@ async fn set(c: &Clients, a: SetArgs) -> anyhow::Result<()> {
         alpn_protocols: list(&o.alpn_protocols),
         tags: o.tags.for_set(&p.tags),
     };
-    update_and_wait(c, &p.id, update, unset, o.wait).await
-}
-
-async fn update_and_wait(
-    c: &Clients,
-    id: &str,
-    update: PoolUpdate,
-    unset: Vec<String>,
-    wait: bool,
-) -> anyhow::Result<()> {
-    let req = UpdatePoolRequest {
-        pool_id: id.to_string(),
-        pool: Some(update),
-        unset,
-    };
-    api(c.pool.clone().update_pool(req).await)?;
-    if wait {
-        wait_for_active(|| async move { get(c, id).await.map(|x| x.provisioning_status) }).await?;
-    }
-    Ok(())
+    Pools.update_and_wait(c, &p.id, update, unset, o.wait).await
 }
 
 #[cfg(test)]
