@@ -76,136 +76,76 @@ pub fn parse_arp(frame: &[u8], at: Instant) -> Option<ArpEvent> {
     })
 }
 
-/// Records ARP frames in a namespace until dropped.
-pub struct ArpObserver {
-    events: Arc<Mutex<Vec<ArpEvent>>>,
+/// A frame type that a [`PacketObserver`] records: the ethertype its socket listens to, how
+/// to read a frame, and the names its messages use.
+pub trait Frame: Clone + Send + 'static {
+    /// The ethertype the packet socket is opened for.
+    const ETHERTYPE: u16;
+    /// The observer thread's name prefix (`<prefix>-<netns>`).
+    const THREAD: &'static str;
+    /// What messages call the socket ("ARP socket").
+    const SOCKET: &'static str;
+    /// What messages call the observer thread ("ARP").
+    const NAME: &'static str;
+    /// The frame as an event, or `None` when it is not one of these.
+    fn parse(frame: &[u8], at: Instant) -> Option<Self>;
+}
+
+impl Frame for ArpEvent {
+    const ETHERTYPE: u16 = ETH_P_ARP;
+    const THREAD: &'static str = "arp";
+    const SOCKET: &'static str = "ARP socket";
+    const NAME: &'static str = "ARP";
+
+    fn parse(frame: &[u8], at: Instant) -> Option<ArpEvent> {
+        parse_arp(frame, at)
+    }
+}
+
+/// An address that a [`PacketRequester`] asks the link about: the request frame it sends
+/// and the names its messages use.
+pub trait LinkQuery: Copy + PartialEq + Send + 'static {
+    /// The requester thread's name prefix (`<prefix>-<netns>`).
+    const THREAD: &'static str;
+    /// What messages call the requester thread ("ARP requester").
+    const NAME: &'static str;
+    /// The request "who has `target`?" from `mac`, with sender address `sender`.
+    fn request(mac: [u8; 6], sender: Self, target: Self) -> Vec<u8>;
+}
+
+impl LinkQuery for Ipv4Addr {
+    const THREAD: &'static str = "arpreq";
+    const NAME: &'static str = "ARP requester";
+
+    fn request(mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+        arp_request(mac, sender, target)
+    }
+}
+
+/// A thread that runs until dropped; then it is told to stop and joined.
+struct Worker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl ArpObserver {
-    /// Starts observing in the named namespace (e.g. [`crate::Lab::client_netns`]).
-    pub fn start(netns: &str) -> Result<ArpObserver, String> {
-        let events = Arc::new(Mutex::new(Vec::new()));
+impl Worker {
+    /// Spawns thread `name`, which runs `open` (on the new thread, so that it may enter a
+    /// namespace), reports the outcome, then runs `run` on what it opened until told to
+    /// stop. Returns once `open` has succeeded, or with its error; `what` names the thread
+    /// in messages.
+    fn spawn<S>(
+        name: String,
+        what: &str,
+        open: impl FnOnce() -> Result<S, String> + Send + 'static,
+        run: impl FnOnce(S, &AtomicBool) + Send + 'static,
+    ) -> Result<Worker, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (ev, st, ns) = (events.clone(), stop.clone(), netns.to_string());
+        let st = stop.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("arp-{netns}"))
+            .name(name)
             .spawn(move || {
-                let opened = enter_netns(&ns)
-                    .and_then(|()| {
-                        Socket::new(
-                            Domain::PACKET,
-                            Type::RAW,
-                            Some(Protocol::from(i32::from(ETH_P_ARP.to_be()))),
-                        )
-                    })
-                    .and_then(|s| {
-                        s.set_read_timeout(Some(Duration::from_millis(50)))?;
-                        Ok(s)
-                    });
-                let mut socket = match opened {
-                    Ok(s) => {
-                        let _ = ready_tx.send(Ok(()));
-                        s
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("ARP socket in {ns}: {e}")));
-                        return;
-                    }
-                };
-                let mut buf = [0u8; 2048];
-                while !st.load(Ordering::Relaxed) {
-                    match socket.read(&mut buf) {
-                        Ok(n) => {
-                            if let Some(e) = parse_arp(&buf[..n], Instant::now()) {
-                                ev.lock().expect("arp events").push(e);
-                            }
-                        }
-                        Err(e)
-                            if e.kind() == std::io::ErrorKind::WouldBlock
-                                || e.kind() == std::io::ErrorKind::TimedOut
-                                || e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => return,
-                    }
-                }
-            })
-            .map_err(|e| format!("spawn ARP thread: {e}"))?;
-        ready_rx
-            .recv()
-            .map_err(|_| "ARP thread died before it was ready".to_string())??;
-        Ok(ArpObserver {
-            events,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Every ARP frame seen so far.
-    pub fn events(&self) -> Vec<ArpEvent> {
-        self.events.lock().expect("arp events").clone()
-    }
-
-    /// The MACs that claimed `ip` (replies and gratuitous ARP) since `since`.
-    pub fn macs_for(&self, ip: Ipv4Addr, since: Instant) -> BTreeSet<String> {
-        self.events
-            .lock()
-            .expect("arp events")
-            .iter()
-            .filter(|e| e.at >= since && e.sender_ip == ip && e.is_claim())
-            .map(|e| e.sender_mac.clone())
-            .collect()
-    }
-}
-
-impl Drop for ArpObserver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Sends a broadcast ARP request for each of a set of addresses every `interval`, from one
-/// interface of a namespace, and records when each went out (the rounds of
-/// [`ArpRequester::rounds`]). Replies go to this namespace only: run it in a namespace whose
-/// neighbour cache does not matter (the lab's watcher), next to an [`ArpObserver`].
-pub struct ArpRequester {
-    targets: Arc<Mutex<Vec<Ipv4Addr>>>,
-    sent: Arc<Mutex<Vec<(Ipv4Addr, Instant)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl ArpRequester {
-    /// Starts asking, from `interface` of `netns` with sender address `sender_ip`, for every
-    /// address of [`ArpRequester::set_targets`] every `interval`.
-    pub fn start(
-        netns: &str,
-        interface: &str,
-        sender_ip: Ipv4Addr,
-        interval: Duration,
-    ) -> Result<ArpRequester, String> {
-        let targets: Arc<Mutex<Vec<Ipv4Addr>>> = Arc::default();
-        let sent: Arc<Mutex<Vec<(Ipv4Addr, Instant)>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (tg, sn, st, ns, ifname) = (
-            targets.clone(),
-            sent.clone(),
-            stop.clone(),
-            netns.to_string(),
-            interface.to_string(),
-        );
-        let thread = std::thread::Builder::new()
-            .name(format!("arpreq-{netns}"))
-            .spawn(move || {
-                let opened = enter_netns(&ns)
-                    .map_err(|e| format!("setns into {ns}: {e}"))
-                    .and_then(|()| open_sender(&ifname));
-                let (socket, mac) = match opened {
+                let opened = match open() {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
                         s
@@ -215,70 +155,188 @@ impl ArpRequester {
                         return;
                     }
                 };
-                let mut next = Instant::now();
-                while !st.load(Ordering::Relaxed) {
-                    let now_targets = tg.lock().expect("arp targets").clone();
-                    for target in now_targets {
-                        let frame = arp_request(mac, sender_ip, target);
-                        let at = Instant::now();
-                        if nix::sys::socket::send(socket.as_raw_fd(), &frame, MsgFlags::empty())
-                            .is_ok()
-                        {
-                            sn.lock().expect("arp sent").push((target, at));
-                        }
-                    }
-                    next += interval;
-                    let now = Instant::now();
-                    if next > now {
-                        std::thread::sleep(next - now);
-                    } else {
-                        next = now;
-                    }
-                }
+                run(opened, &st);
             })
-            .map_err(|e| format!("spawn ARP requester thread: {e}"))?;
+            .map_err(|e| format!("spawn {what} thread: {e}"))?;
         ready_rx
             .recv()
-            .map_err(|_| "ARP requester thread died before it was ready".to_string())??;
-        Ok(ArpRequester {
-            targets,
-            sent,
+            .map_err(|_| format!("{what} thread died before it was ready"))??;
+        Ok(Worker {
             stop,
             thread: Some(thread),
         })
     }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Records the frames of one [`Frame`] type seen in a namespace until dropped: a raw
+/// `AF_PACKET` socket for its ethertype, read on a thread that entered the namespace.
+pub struct PacketObserver<E> {
+    events: Arc<Mutex<Vec<E>>>,
+    _worker: Worker,
+}
+
+/// Records ARP frames in a namespace until dropped.
+pub type ArpObserver = PacketObserver<ArpEvent>;
+
+impl<E: Frame> PacketObserver<E> {
+    /// Starts observing in the named namespace (e.g. [`crate::Lab::client_netns`]).
+    pub fn start(netns: &str) -> Result<PacketObserver<E>, String> {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (ev, ns) = (events.clone(), netns.to_string());
+        let open = move || {
+            enter_netns(&ns)
+                .and_then(|()| {
+                    Socket::new(
+                        Domain::PACKET,
+                        Type::RAW,
+                        Some(Protocol::from(i32::from(E::ETHERTYPE.to_be()))),
+                    )
+                })
+                .and_then(|s| {
+                    s.set_read_timeout(Some(Duration::from_millis(50)))?;
+                    Ok(s)
+                })
+                .map_err(|e| format!("{} in {ns}: {e}", E::SOCKET))
+        };
+        let read = move |mut socket: Socket, stop: &AtomicBool| {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                match socket.read(&mut buf) {
+                    Ok(n) => {
+                        if let Some(e) = E::parse(&buf[..n], Instant::now()) {
+                            ev.lock().expect("observed events").push(e);
+                        }
+                    }
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut
+                            || e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        let worker = Worker::spawn(format!("{}-{netns}", E::THREAD), E::NAME, open, read)?;
+        Ok(PacketObserver {
+            events,
+            _worker: worker,
+        })
+    }
+
+    /// Every frame seen so far.
+    pub fn events(&self) -> Vec<E> {
+        self.events.lock().expect("observed events").clone()
+    }
+}
+
+impl ArpObserver {
+    /// The MACs that claimed `ip` (replies and gratuitous ARP) since `since`.
+    pub fn macs_for(&self, ip: Ipv4Addr, since: Instant) -> BTreeSet<String> {
+        self.events
+            .lock()
+            .expect("observed events")
+            .iter()
+            .filter(|e| e.at >= since && e.sender_ip == ip && e.is_claim())
+            .map(|e| e.sender_mac.clone())
+            .collect()
+    }
+}
+
+/// Sends a request for each of a set of addresses every `interval`, from one interface of a
+/// namespace, and records when each went out (the rounds of [`PacketRequester::rounds`]).
+pub struct PacketRequester<A> {
+    targets: Arc<Mutex<Vec<A>>>,
+    sent: Arc<Mutex<Vec<(A, Instant)>>>,
+    _worker: Worker,
+}
+
+/// Sends a broadcast ARP request for each of a set of addresses every `interval`, from one
+/// interface of a namespace, and records when each went out (the rounds of
+/// [`PacketRequester::rounds`]). Replies go to this namespace only: run it in a namespace
+/// whose neighbour cache does not matter (the lab's watcher), next to an [`ArpObserver`].
+pub type ArpRequester = PacketRequester<Ipv4Addr>;
+
+impl<A: LinkQuery> PacketRequester<A> {
+    /// Starts asking, from `interface` of `netns` with sender address `sender`, for every
+    /// address of [`PacketRequester::set_targets`] every `interval`.
+    pub fn start(
+        netns: &str,
+        interface: &str,
+        sender: A,
+        interval: Duration,
+    ) -> Result<PacketRequester<A>, String> {
+        let targets: Arc<Mutex<Vec<A>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<(A, Instant)>>> = Arc::default();
+        let (tg, sn, ns, ifname) = (
+            targets.clone(),
+            sent.clone(),
+            netns.to_string(),
+            interface.to_string(),
+        );
+        let open = move || {
+            enter_netns(&ns)
+                .map_err(|e| format!("setns into {ns}: {e}"))
+                .and_then(|()| open_sender(&ifname))
+        };
+        let ask = move |(socket, mac): (std::os::fd::OwnedFd, [u8; 6]), stop: &AtomicBool| {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let now_targets = tg.lock().expect("requested targets").clone();
+                for target in now_targets {
+                    let frame = A::request(mac, sender, target);
+                    let at = Instant::now();
+                    if nix::sys::socket::send(socket.as_raw_fd(), &frame, MsgFlags::empty()).is_ok()
+                    {
+                        sn.lock().expect("sent requests").push((target, at));
+                    }
+                }
+                next += interval;
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                } else {
+                    next = now;
+                }
+            }
+        };
+        let worker = Worker::spawn(format!("{}-{netns}", A::THREAD), A::NAME, open, ask)?;
+        Ok(PacketRequester {
+            targets,
+            sent,
+            _worker: worker,
+        })
+    }
 
     /// Replaces the addresses asked for.
-    pub fn set_targets(&self, targets: &[Ipv4Addr]) {
-        *self.targets.lock().expect("arp targets") = targets.to_vec();
+    pub fn set_targets(&self, targets: &[A]) {
+        *self.targets.lock().expect("requested targets") = targets.to_vec();
     }
 
     /// Adds an address to ask for.
-    pub fn add_target(&self, target: Ipv4Addr) {
-        let mut t = self.targets.lock().expect("arp targets");
+    pub fn add_target(&self, target: A) {
+        let mut t = self.targets.lock().expect("requested targets");
         if !t.contains(&target) {
             t.push(target);
         }
     }
 
     /// When each request for `target` went out, in order.
-    pub fn rounds(&self, target: Ipv4Addr) -> Vec<Instant> {
+    pub fn rounds(&self, target: A) -> Vec<Instant> {
         self.sent
             .lock()
-            .expect("arp sent")
+            .expect("sent requests")
             .iter()
             .filter(|(t, _)| *t == target)
             .map(|(_, at)| *at)
             .collect()
-    }
-}
-
-impl Drop for ArpRequester {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -17,7 +17,7 @@ use fulcrum_proto::v1::{
     LoadBalancer, LoadBalancerCreate, MemberCreate, PoolCreate, Protocol,
 };
 
-use crate::arp::{ArpObserver, ArpRequester};
+use crate::arp::{ArpEvent, Frame, LinkQuery, PacketObserver, PacketRequester};
 use crate::client;
 use crate::http::{http_get, Backends};
 use crate::lab::{Lab, NodeId};
@@ -390,50 +390,87 @@ pub struct Claim {
     pub garp: bool,
 }
 
-/// Records who claims the watched VIPs: ARP observers in the client and the watcher
-/// namespaces, and an [`ArpRequester`] in the watcher namespace asking for every watched
-/// VIP each `round`.
-pub struct ArpWatch {
-    client: ArpObserver,
-    watcher: ArpObserver,
-    requester: ArpRequester,
+/// A neighbour-discovery frame that can claim a VIP: an ARP reply or announcement
+/// ([`ArpEvent`]), or an IPv6 neighbour advertisement ([`crate::ndp::NdEvent`]). It is what
+/// [`VipWatch`] needs to know of an address family.
+pub trait ClaimFrame: Frame {
+    /// The family's address.
+    type Addr: LinkQuery + std::fmt::Display;
+    /// What messages call the requests the watcher sends ("ARP", "NS").
+    const REQUESTS: &'static str;
+    /// The watcher namespace's own address: the sender of its requests.
+    fn watcher_addr(lab: &Lab) -> Self::Addr;
+    /// The claim this frame makes of `vip`, if any.
+    fn into_claim(self, vip: Self::Addr) -> Option<Claim>;
+}
+
+impl ClaimFrame for ArpEvent {
+    type Addr = Ipv4Addr;
+    const REQUESTS: &'static str = "ARP";
+
+    fn watcher_addr(lab: &Lab) -> Ipv4Addr {
+        lab.watcher_ip()
+    }
+
+    fn into_claim(self, vip: Ipv4Addr) -> Option<Claim> {
+        (self.sender_ip == vip && self.is_claim()).then(|| Claim {
+            at: self.at,
+            garp: self.sender_ip == self.target_ip,
+            mac: self.sender_mac,
+        })
+    }
+}
+
+/// Records who claims the watched VIPs: observers of `E` in the client and the watcher
+/// namespaces, and a requester in the watcher namespace asking for every watched VIP each
+/// `round`.
+pub struct VipWatch<E: ClaimFrame> {
+    client: PacketObserver<E>,
+    watcher: PacketObserver<E>,
+    requester: PacketRequester<E::Addr>,
     /// Node by MAC.
     pub nodes: BTreeMap<String, NodeId>,
 }
 
-impl ArpWatch {
+/// Records who claims the watched IPv4 VIPs: ARP observers in the client and the watcher
+/// namespaces, and an [`crate::ArpRequester`] in the watcher namespace asking for every
+/// watched VIP each `round`.
+pub type ArpWatch = VipWatch<ArpEvent>;
+
+impl<E: ClaimFrame> VipWatch<E> {
     /// Starts observing and asking (no VIP watched yet).
-    pub fn start(lab: &Lab, round: Duration) -> Result<ArpWatch, String> {
+    pub fn start(lab: &Lab, round: Duration) -> Result<VipWatch<E>, String> {
         let mut nodes = BTreeMap::new();
         for id in lab.node_ids() {
             nodes.insert(lab.node_mac(id)?, id);
         }
-        Ok(ArpWatch {
-            client: ArpObserver::start(lab.client_netns())?,
-            watcher: ArpObserver::start(lab.watcher_netns())?,
-            requester: ArpRequester::start(lab.watcher_netns(), "eth0", lab.watcher_ip(), round)?,
+        Ok(VipWatch {
+            client: PacketObserver::start(lab.client_netns())?,
+            watcher: PacketObserver::start(lab.watcher_netns())?,
+            requester: PacketRequester::start(
+                lab.watcher_netns(),
+                "eth0",
+                E::watcher_addr(lab),
+                round,
+            )?,
             nodes,
         })
     }
 
     /// Starts asking for `vip` every round.
-    pub fn watch(&self, vip: Ipv4Addr) {
+    pub fn watch(&self, vip: E::Addr) {
         self.requester.add_target(vip);
     }
 
     /// Every claim of `vip` seen from either namespace in `[from, to)`, by time.
-    pub fn claims(&self, vip: Ipv4Addr, from: Instant, to: Instant) -> Vec<Claim> {
+    pub fn claims(&self, vip: E::Addr, from: Instant, to: Instant) -> Vec<Claim> {
         let mut out: Vec<Claim> = self
             .client
             .events()
             .into_iter()
             .chain(self.watcher.events())
-            .filter(|e| e.sender_ip == vip && e.is_claim() && e.at >= from && e.at < to)
-            .map(|e| Claim {
-                at: e.at,
-                garp: e.sender_ip == e.target_ip,
-                mac: e.sender_mac,
-            })
+            .filter_map(|e| e.into_claim(vip))
+            .filter(|c| c.at >= from && c.at < to)
             .collect();
         out.sort_by_key(|c| c.at);
         out
@@ -457,12 +494,12 @@ impl ArpWatch {
     }
 
     /// When each request for `vip` went out.
-    pub fn rounds(&self, vip: Ipv4Addr) -> Vec<Instant> {
+    pub fn rounds(&self, vip: E::Addr) -> Vec<Instant> {
         self.requester.rounds(vip)
     }
 
     /// The MACs that claimed `vip` in `[now - window, now)`.
-    pub fn recent(&self, vip: Ipv4Addr, window: Duration) -> BTreeSet<String> {
+    pub fn recent(&self, vip: E::Addr, window: Duration) -> BTreeSet<String> {
         let now = Instant::now();
         self.claims(vip, now - window, now + Duration::from_secs(1))
             .into_iter()
@@ -473,7 +510,7 @@ impl ArpWatch {
     /// Waits until only `owner` has claimed `vip` over the last `window` (and did claim).
     pub async fn wait_sole_claimer(
         &self,
-        vip: Ipv4Addr,
+        vip: E::Addr,
         owner: NodeId,
         window: Duration,
         within: Duration,
@@ -488,7 +525,8 @@ impl ArpWatch {
             if Instant::now() > deadline {
                 let who: Vec<String> = recent.iter().map(|m| self.who(m)).collect();
                 return Err(format!(
-                    "VIP {vip}: expected only node {owner} to answer ARP over the last {}, saw {who:?}",
+                    "VIP {vip}: expected only node {owner} to answer {} over the last {}, saw {who:?}",
+                    E::REQUESTS,
                     ms(window)
                 ));
             }
@@ -498,7 +536,7 @@ impl ArpWatch {
 
     /// A readable timeline of the claims of `vip` in `[from, to)`, relative to `t0`: runs of
     /// claims by one MAC.
-    pub fn timeline(&self, vip: Ipv4Addr, from: Instant, to: Instant, t0: Instant) -> String {
+    pub fn timeline(&self, vip: E::Addr, from: Instant, to: Instant, t0: Instant) -> String {
         timeline(&self.claims(vip, from, to), t0, |m| self.who(m))
     }
 }

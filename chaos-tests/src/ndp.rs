@@ -11,23 +11,12 @@
 //! [`crate::failover::double_answer_spans`]) apply unchanged: a solicited NA is a reply, an
 //! unsolicited one an announcement.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::net::Ipv6Addr;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::sys::socket::MsgFlags;
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::arp::{mac_string, open_sender};
-use crate::failover::{timeline, Claim};
-use crate::lab::{Lab, NodeId};
-use crate::netns::enter_netns;
-use crate::stats::ms;
+use crate::arp::{mac_string, Frame, LinkQuery, PacketObserver, PacketRequester};
+use crate::failover::{Claim, ClaimFrame, VipWatch};
+use crate::lab::Lab;
 
 const ETH_P_IPV6: u16 = 0x86dd;
 const NEXT_HEADER_ICMPV6: u8 = 58;
@@ -183,308 +172,59 @@ pub fn ns_frame(mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     f
 }
 
-/// Records NS and NA frames in a namespace until dropped.
-pub struct NdpObserver {
-    events: Arc<Mutex<Vec<NdEvent>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+impl Frame for NdEvent {
+    const ETHERTYPE: u16 = ETH_P_IPV6;
+    const THREAD: &'static str = "ndp";
+    const SOCKET: &'static str = "IPv6 packet socket";
+    const NAME: &'static str = "NDP";
 
-impl NdpObserver {
-    /// Starts observing in the named namespace.
-    pub fn start(netns: &str) -> Result<NdpObserver, String> {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (ev, st, ns) = (events.clone(), stop.clone(), netns.to_string());
-        let thread = std::thread::Builder::new()
-            .name(format!("ndp-{netns}"))
-            .spawn(move || {
-                let opened = enter_netns(&ns)
-                    .and_then(|()| {
-                        Socket::new(
-                            Domain::PACKET,
-                            Type::RAW,
-                            Some(Protocol::from(i32::from(ETH_P_IPV6.to_be()))),
-                        )
-                    })
-                    .and_then(|s| {
-                        s.set_read_timeout(Some(Duration::from_millis(50)))?;
-                        Ok(s)
-                    });
-                let mut socket = match opened {
-                    Ok(s) => {
-                        let _ = ready_tx.send(Ok(()));
-                        s
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("IPv6 packet socket in {ns}: {e}")));
-                        return;
-                    }
-                };
-                let mut buf = [0u8; 2048];
-                while !st.load(Ordering::Relaxed) {
-                    match socket.read(&mut buf) {
-                        Ok(n) => {
-                            if let Some(e) = parse_nd(&buf[..n], Instant::now()) {
-                                ev.lock().expect("nd events").push(e);
-                            }
-                        }
-                        Err(e)
-                            if e.kind() == std::io::ErrorKind::WouldBlock
-                                || e.kind() == std::io::ErrorKind::TimedOut
-                                || e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => return,
-                    }
-                }
-            })
-            .map_err(|e| format!("spawn NDP thread: {e}"))?;
-        ready_rx
-            .recv()
-            .map_err(|_| "NDP thread died before it was ready".to_string())??;
-        Ok(NdpObserver {
-            events,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Every NS/NA seen so far.
-    pub fn events(&self) -> Vec<NdEvent> {
-        self.events.lock().expect("nd events").clone()
+    fn parse(frame: &[u8], at: Instant) -> Option<NdEvent> {
+        parse_nd(frame, at)
     }
 }
 
-impl Drop for NdpObserver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+impl LinkQuery for Ipv6Addr {
+    const THREAD: &'static str = "nsreq";
+    const NAME: &'static str = "NS requester";
+
+    fn request(mac: [u8; 6], sender: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+        ns_frame(mac, sender, target)
+    }
+}
+
+impl ClaimFrame for NdEvent {
+    type Addr = Ipv6Addr;
+    const REQUESTS: &'static str = "NS";
+
+    fn watcher_addr(lab: &Lab) -> Ipv6Addr {
+        lab.watcher_ip6()
+    }
+
+    /// A solicited NA is a reply, an unsolicited one an announcement.
+    fn into_claim(self, vip: Ipv6Addr) -> Option<Claim> {
+        match self.kind {
+            NdKind::Advert { solicited, .. } if self.target == vip => Some(Claim {
+                at: self.at,
+                garp: !solicited,
+                mac: self.claimed_mac(),
+            }),
+            _ => None,
         }
     }
 }
+
+/// Records NS and NA frames in a namespace until dropped.
+pub type NdpObserver = PacketObserver<NdEvent>;
 
 /// Sends a multicast NS for each watched address every `interval` from one interface of a
 /// namespace and records when each went out. Run it where the neighbour cache does not matter
 /// (the lab's watcher namespace).
-pub struct NsRequester {
-    targets: Arc<Mutex<Vec<Ipv6Addr>>>,
-    sent: Arc<Mutex<Vec<(Ipv6Addr, Instant)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl NsRequester {
-    /// Starts asking from `interface` of `netns`, with IPv6 source `src`.
-    pub fn start(
-        netns: &str,
-        interface: &str,
-        src: Ipv6Addr,
-        interval: Duration,
-    ) -> Result<NsRequester, String> {
-        let targets: Arc<Mutex<Vec<Ipv6Addr>>> = Arc::default();
-        let sent: Arc<Mutex<Vec<(Ipv6Addr, Instant)>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (tg, sn, st, ns, ifname) = (
-            targets.clone(),
-            sent.clone(),
-            stop.clone(),
-            netns.to_string(),
-            interface.to_string(),
-        );
-        let thread = std::thread::Builder::new()
-            .name(format!("nsreq-{netns}"))
-            .spawn(move || {
-                let opened = enter_netns(&ns)
-                    .map_err(|e| format!("setns into {ns}: {e}"))
-                    .and_then(|()| open_sender(&ifname));
-                let (socket, mac) = match opened {
-                    Ok(s) => {
-                        let _ = ready_tx.send(Ok(()));
-                        s
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let mut next = Instant::now();
-                while !st.load(Ordering::Relaxed) {
-                    let now_targets = tg.lock().expect("ns targets").clone();
-                    for target in now_targets {
-                        let frame = ns_frame(mac, src, target);
-                        let at = Instant::now();
-                        if nix::sys::socket::send(socket.as_raw_fd(), &frame, MsgFlags::empty())
-                            .is_ok()
-                        {
-                            sn.lock().expect("ns sent").push((target, at));
-                        }
-                    }
-                    next += interval;
-                    let now = Instant::now();
-                    if next > now {
-                        std::thread::sleep(next - now);
-                    } else {
-                        next = now;
-                    }
-                }
-            })
-            .map_err(|e| format!("spawn NS requester thread: {e}"))?;
-        ready_rx
-            .recv()
-            .map_err(|_| "NS requester thread died before it was ready".to_string())??;
-        Ok(NsRequester {
-            targets,
-            sent,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Adds an address to ask for.
-    pub fn add_target(&self, target: Ipv6Addr) {
-        let mut t = self.targets.lock().expect("ns targets");
-        if !t.contains(&target) {
-            t.push(target);
-        }
-    }
-
-    /// When each NS for `target` went out, in order.
-    pub fn rounds(&self, target: Ipv6Addr) -> Vec<Instant> {
-        self.sent
-            .lock()
-            .expect("ns sent")
-            .iter()
-            .filter(|(t, _)| *t == target)
-            .map(|(_, at)| *at)
-            .collect()
-    }
-}
-
-impl Drop for NsRequester {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub type NsRequester = PacketRequester<Ipv6Addr>;
 
 /// Who claims the watched IPv6 VIPs: NDP observers in the client and the watcher namespaces,
 /// and an [`NsRequester`] in the watcher namespace asking for every watched VIP each round.
-pub struct NdpWatch {
-    client: NdpObserver,
-    watcher: NdpObserver,
-    requester: NsRequester,
-    /// Node by MAC.
-    pub nodes: BTreeMap<String, NodeId>,
-}
-
-impl NdpWatch {
-    /// Starts observing and asking (no VIP watched yet). The lab needs IPv6.
-    pub fn start(lab: &Lab, round: Duration) -> Result<NdpWatch, String> {
-        let mut nodes = BTreeMap::new();
-        for id in lab.node_ids() {
-            nodes.insert(lab.node_mac(id)?, id);
-        }
-        Ok(NdpWatch {
-            client: NdpObserver::start(lab.client_netns())?,
-            watcher: NdpObserver::start(lab.watcher_netns())?,
-            requester: NsRequester::start(lab.watcher_netns(), "eth0", lab.watcher_ip6(), round)?,
-            nodes,
-        })
-    }
-
-    /// Starts asking for `vip` every round.
-    pub fn watch(&self, vip: Ipv6Addr) {
-        self.requester.add_target(vip);
-    }
-
-    /// Every NA for `vip` seen from either namespace in `[from, to)`, by time, as claims
-    /// (unsolicited NAs are announcements).
-    pub fn claims(&self, vip: Ipv6Addr, from: Instant, to: Instant) -> Vec<Claim> {
-        let mut out: Vec<Claim> = self
-            .client
-            .events()
-            .into_iter()
-            .chain(self.watcher.events())
-            .filter(|e| e.target == vip && e.at >= from && e.at < to)
-            .filter_map(|e| match e.kind {
-                NdKind::Advert { solicited, .. } => Some(Claim {
-                    at: e.at,
-                    garp: !solicited,
-                    mac: e.claimed_mac(),
-                }),
-                NdKind::Solicit => None,
-            })
-            .collect();
-        out.sort_by_key(|c| c.at);
-        out
-    }
-
-    /// When each NS for `vip` went out.
-    pub fn rounds(&self, vip: Ipv6Addr) -> Vec<Instant> {
-        self.requester.rounds(vip)
-    }
-
-    /// The MAC of a node.
-    pub fn mac_of(&self, node: NodeId) -> String {
-        self.nodes
-            .iter()
-            .find(|(_, n)| **n == node)
-            .map(|(m, _)| m.clone())
-            .unwrap_or_else(|| panic!("no MAC for node {node}"))
-    }
-
-    /// A MAC with its node, for messages.
-    pub fn who(&self, mac: &str) -> String {
-        match self.nodes.get(mac) {
-            Some(n) => format!("node {n} ({mac})"),
-            None => format!("unknown host ({mac})"),
-        }
-    }
-
-    /// The MACs that claimed `vip` over the last `window`.
-    pub fn recent(&self, vip: Ipv6Addr, window: Duration) -> BTreeSet<String> {
-        let now = Instant::now();
-        self.claims(vip, now - window, now + Duration::from_secs(1))
-            .into_iter()
-            .map(|c| c.mac)
-            .collect()
-    }
-
-    /// Waits until only `owner` has claimed `vip` over the last `window` (and did claim).
-    pub async fn wait_sole_claimer(
-        &self,
-        vip: Ipv6Addr,
-        owner: NodeId,
-        window: Duration,
-        within: Duration,
-    ) -> Result<(), String> {
-        let mac = self.mac_of(owner);
-        let deadline = Instant::now() + within;
-        loop {
-            let recent = self.recent(vip, window);
-            if recent.len() == 1 && recent.contains(&mac) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let who: Vec<String> = recent.iter().map(|m| self.who(m)).collect();
-                return Err(format!(
-                    "VIP {vip}: expected only node {owner} to answer NS over the last {}, saw {who:?}",
-                    ms(window)
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// A readable timeline of the claims of `vip` in `[from, to)`, relative to `t0`.
-    pub fn timeline(&self, vip: Ipv6Addr, from: Instant, to: Instant, t0: Instant) -> String {
-        timeline(&self.claims(vip, from, to), t0, |m| self.who(m))
-    }
-}
+/// The lab needs IPv6.
+pub type NdpWatch = VipWatch<NdEvent>;
 
 #[cfg(test)]
 mod tests {
