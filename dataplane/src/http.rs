@@ -692,25 +692,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     let mut named: Vec<HeaderName> = Vec::new();
-    if present[0] {
-        for token in headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-        {
-            let standard = ["keep-alive", "close", "upgrade", "te", ""]
-                .iter()
-                .any(|s| token.eq_ignore_ascii_case(s));
-            if !standard {
-                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
-                    named.push(n);
+    if let header::Entry::Occupied(connection) = headers.entry(header::CONNECTION) {
+        // One lookup both reads every `Connection` value and removes them.
+        for value in connection.remove_entry_mult().1 {
+            let tokens = value.to_str().unwrap_or_default().split(',');
+            for token in tokens.map(str::trim) {
+                let standard = ["keep-alive", "close", "upgrade", "te", ""]
+                    .iter()
+                    .any(|s| token.eq_ignore_ascii_case(s));
+                if !standard {
+                    if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                        named.push(n);
+                    }
                 }
             }
         }
     }
-    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+    for (name, _) in HOP_BY_HOP.iter().zip(present).skip(1).filter(|(_, p)| *p) {
         headers.remove(name);
     }
     for n in named {
