@@ -101,22 +101,31 @@ impl Acceptor {
 
     /// Accepts the next connection.
     pub(crate) async fn accept(&self) -> io::Result<(ClientStream, SocketAddr)> {
-        let flags = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
         loop {
             self.listening.readable().await?;
-            // `try_io` clears the readiness when the accept would block.
-            let accepted = self.listening.try_io(Interest::READABLE, || {
-                SockRef::from(&self.listening).accept4(flags)
-            });
-            let (socket, addr) = match accepted {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                res => res?,
-            };
-            let peer = addr.as_socket().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "peer is not an IP address")
-            })?;
-            return Ok((ClientStream::new(socket), peer));
+            if let Some(accepted) = self.try_accept() {
+                return accepted;
+            }
         }
+    }
+
+    /// Accepts a connection that is already waiting, if any (`None`: none is;
+    /// the socket's readiness is cleared, so [`Self::accept`] waits again).
+    pub(crate) fn try_accept(&self) -> Option<io::Result<(ClientStream, SocketAddr)>> {
+        let flags = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
+        // `try_io` clears the readiness when the accept would block.
+        let accepted = self.listening.try_io(Interest::READABLE, || {
+            SockRef::from(&self.listening).accept4(flags)
+        });
+        let (socket, addr) = match accepted {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) => return Some(Err(e)),
+            Ok(a) => a,
+        };
+        let peer = addr
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "peer is not an IP address"));
+        Some(peer.map(|peer| (ClientStream::new(socket), peer)))
     }
 }
 

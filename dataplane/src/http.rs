@@ -103,23 +103,39 @@ pub(crate) async fn serve(
         }
     };
     loop {
-        tokio::select! {
-            accepted = acceptor.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let Some((routes, guard)) = shared.admit(peer) else { continue };
-                tokio::spawn(serve_connection(stream, peer, routes, shared.clone(), stop.clone(), guard));
-            }
+        let first = tokio::select! {
+            accepted = acceptor.accept() => accepted,
             _ = crate::io::stopped(&mut stop) => break,
+        };
+        // Then take what else is already waiting, up to a batch, before
+        // looking at `stop` again (a wake-up per connection costs more).
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(accepted) = next.take() {
+            taken += 1;
+            match accepted {
+                Ok((stream, peer)) => {
+                    if let Some((routes, guard)) = shared.admit(peer) {
+                        let stop = stop.clone();
+                        let shared = shared.clone();
+                        tokio::spawn(serve_connection(stream, peer, routes, shared, stop, guard));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    break;
+                }
+            }
+            if taken < ACCEPT_BATCH {
+                next = acceptor.try_accept();
+            }
         }
     }
 }
+
+/// How many waiting connections one wake-up of an HTTP listener accepts at most.
+const ACCEPT_BATCH: usize = 16;
 
 struct ConnCtx {
     shared: Arc<ListenerShared>,
@@ -216,8 +232,9 @@ async fn serve_connection(
                 // (HAProxy's default; it also keeps the socket
                 // unregistered, see `client_stream`). A client that leaves
                 // meanwhile is noticed when the response is written.
+                // No timer: the only HTTP/1 timeout hyper would run (the
+                // header read) is off; `idle` above does that job.
                 let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
                     .keep_alive(true)
                     .half_close(true)
                     .header_read_timeout(None)
