@@ -25,6 +25,7 @@ ROWS = [
     ("l4_13", "p99_us", "L4 keep-alive 13 B, p99 us (50 conns)", False, 1.0),
     ("l7_close", "rps", "L7 new connections/s (Connection: close)", True, 1.5),
     ("l7_close", "cpu_us_per_req", "L7 Connection: close, proxy CPU us/conn", False, 1.0),
+    ("l7_close", "conns_per_core_s", "L7 new conns/s one proxy core sustains (derived)", True, 1.5),
     ("l7_close", "p99_us", "L7 Connection: close, p99 us (50 conns)", False, 1.0),
     ("lat1", "p50_us", "L7 1 connection, p50 us", False, None),
     ("lat1", "p99_us", "L7 1 connection, p99 us", False, 1.0),
@@ -66,6 +67,12 @@ def main():
             continue
         sc, metric, proxy, rep, value = parts
         data[(sc, metric, proxy)].append((int(rep), float(value)))
+
+    # Derived: the new connections/s a fully busy proxy core would sustain, from
+    # CPU per connection (the measured rate is bounded by the load core).
+    for (sc, metric, proxy), vals in list(data.items()):
+        if sc == "l7_close" and metric == "cpu_us_per_req":
+            data[(sc, "conns_per_core_s", proxy)] = [(r, 1e6 / v) for r, v in vals if v > 0]
 
     def median(sc, metric, proxy):
         vals = [v for _, v in data.get((sc, metric, proxy), [])]
