@@ -147,6 +147,10 @@ struct ConnCtx {
     /// Member connections that began with a PROXY header naming this client
     /// connection; made on first use, dropped (closing them) with it.
     private: std::sync::OnceLock<Arc<IdleConns>>,
+    /// Counts the connection as active until it ends, tunnel included.
+    _guard: ActiveGuard,
+    /// The client connection's idle timeout (`timeout_client_data`).
+    client_data: Duration,
 }
 
 impl ConnCtx {
@@ -175,7 +179,7 @@ async fn serve_connection(
     routes: Arc<Routes>,
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
-    _guard: ActiveGuard,
+    guard: ActiveGuard,
 ) {
     let client_data = routes.config.timeouts.client_data;
     drop(routes);
@@ -184,7 +188,14 @@ async fn serve_connection(
         a if a.ip().is_unspecified() => stream.local_addr().unwrap_or(a),
         a => a,
     };
-    let protocol = match stream.sniff(client_data).await {
+    // A stop while the first bytes are awaited ends the connection (they
+    // are there at once, mostly: then `stop` is not even looked at).
+    let sniffed = tokio::select! {
+        biased;
+        p = stream.sniff(client_data) => p,
+        _ = crate::io::stopped(&mut stop) => return,
+    };
+    let protocol = match sniffed {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "client sent no request");
@@ -199,6 +210,8 @@ async fn serve_connection(
         local,
         peer_ip: std::sync::OnceLock::new(),
         private: std::sync::OnceLock::new(),
+        _guard: guard,
+        client_data,
     });
     let busy_on = activity.clone();
     let service = service_fn(move |req| {
@@ -274,20 +287,27 @@ where
     C: Future<Output = Result<(), hyper::Error>>,
 {
     tokio::pin!(conn);
+    tokio::pin!(idle);
+    let idled = || {
+        tracing::debug!("client connection idle for timeout_client_data: closed");
+        Ok(())
+    };
     tokio::select! {
         res = conn.as_mut() => res,
-        _ = idle => {
-            tracing::debug!("client connection idle for timeout_client_data: closed");
-            Ok(())
-        }
+        _ = idle.as_mut() => idled(),
         _ = crate::io::stopped(stop) => {
+            // In-flight requests finish; a client that sends half a head, or
+            // stops reading, still meets the idle timeout.
             graceful_shutdown(conn.as_mut());
-            conn.await
+            tokio::select! {
+                res = conn => res,
+                _ = idle => idled(),
+            }
         }
     }
 }
 
-async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
+async fn handle(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
     let routes = ctx.shared.routes.load_full();
     let mut log = ctx
         .shared
@@ -306,10 +326,16 @@ async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
 /// Applies the L7 policies and answers or forwards.
 async fn route(
     req: Request<Incoming>,
-    ctx: &ConnCtx,
+    ctx: &Arc<ConnCtx>,
     routes: &Routes,
     log: &mut Option<Box<HttpLog>>,
 ) -> Response<Body> {
+    // Two Host headers: the rules would judge the first while a member may
+    // take the last (a way around HOST_NAME rules). Refused, as HAProxy does.
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        note(log, Termination::BadRequest);
+        return error(ctx, StatusCode::BAD_REQUEST);
+    }
     let matched = l7::first_match(
         &routes.policies,
         &RequestView::new(req.uri(), req.headers()),
@@ -458,7 +484,7 @@ fn response_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 async fn forward(
     mut req: Request<Incoming>,
-    ctx: &ConnCtx,
+    ctx: &Arc<ConnCtx>,
     routes: &Routes,
     pool: &PoolRuntime,
     log: &mut Option<Box<HttpLog>>,
@@ -576,6 +602,16 @@ async fn forward(
     }
 
     let body = RequestBody::new(body, log.as_ref().map(|l| l.bytes_in()));
+    let upload = body.upload();
+    if upload.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        // A body of unknown length (HTTP/1 chunked, HTTP/2 without a length):
+        // chunked towards the member, whatever the method (hyper would send
+        // a GET's body as empty otherwise).
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     let send = async {
         let mut sender = sender;
         let mut req = Request::from_parts(parts, body);
@@ -604,14 +640,29 @@ async fn forward(
             }
         }
     };
-    let (mut resp, sender) = match maybe_timeout(timeouts.member_data, send).await {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => {
+    // `timeout_member_data` counts from the last request body bytes sent, if
+    // there is a body (an upload may take longer than the timeout).
+    let answered = match &upload {
+        None => maybe_timeout(timeouts.member_data, send).await.ok(),
+        Some(up) => tokio::select! {
+            biased;
+            r = send => Some(r),
+            _ = up.progress.idle(timeouts.member_data) => None,
+        },
+    };
+    let (mut resp, sender) = match answered {
+        Some(Ok(x)) => x,
+        Some(Err(_)) if upload.as_ref().is_some_and(|u| u.client_failed()) => {
+            tracing::debug!(%member, "client request body failed");
+            note(log, Termination::ClientAbort);
+            return error(ctx, StatusCode::BAD_REQUEST);
+        }
+        Some(Err(e)) => {
             tracing::debug!(%member, error = %e, "member request failed");
             note(log, Termination::MemberReset);
             return error(ctx, StatusCode::BAD_GATEWAY);
         }
-        Err(_) => {
+        None => {
             tracing::debug!(%member, "member timed out");
             note(log, Termination::MemberTimeout);
             return error(ctx, StatusCode::GATEWAY_TIMEOUT);
@@ -623,16 +674,16 @@ async fn forward(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let member_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                let _lease = lease;
-                if let (Ok(c), Ok(m)) = tokio::join!(client_upgrade, member_upgrade) {
-                    let _ =
-                        tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(m))
-                            .await;
-                }
-            });
+            let tunnel = Tunnel {
+                _conn: ctx.clone(),
+                _lease: lease,
+                idle: tunnel_idle(ctx.client_data, timeouts.member_data),
+            };
+            tokio::spawn(tunnel.run(client_upgrade, member_upgrade));
             note(log, Termination::Upgraded);
-            return resp.map(|b| Either::Left(MemberBody::new(b, None, None, Duration::ZERO)));
+            return resp.map(|b| {
+                Either::Left(MemberBody::new(b, None, (None, None), None, Duration::ZERO))
+            });
         }
     }
     strip_hop_by_hop(resp.headers_mut());
@@ -663,8 +714,53 @@ async fn forward(
     let log = log.take();
     resp.map(|b| {
         let conn = Some((sender, home, key));
-        Either::Left(MemberBody::new(b, conn, log, timeouts.member_data))
+        let exchange = (upload, Some(lease));
+        Either::Left(MemberBody::new(
+            b,
+            conn,
+            exchange,
+            log,
+            timeouts.member_data,
+        ))
     })
+}
+
+/// An upgraded connection (`101 Switching Protocols`, e.g. WebSocket): bytes
+/// copied both ways until either side closes or nothing moves for `idle`.
+/// It keeps the client connection counted as active (the listener's drain
+/// waits for it, as for L4 connections) and the member's lease.
+struct Tunnel {
+    _conn: Arc<ConnCtx>,
+    _lease: Lease,
+    /// Zero: no limit.
+    idle: Duration,
+}
+
+impl Tunnel {
+    async fn run(self, client: hyper::upgrade::OnUpgrade, member: hyper::upgrade::OnUpgrade) {
+        let (Ok(client), Ok(member)) = tokio::join!(client, member) else {
+            return;
+        };
+        let moved = Activity::new();
+        let mut client = Metered::new(TokioIo::new(client), None, Some(moved.clone()));
+        let mut member = Metered::new(TokioIo::new(member), None, Some(moved.clone()));
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut member) => {}
+            _ = moved.idle(self.idle) => {
+                tracing::debug!("tunnel idle: closed");
+            }
+        }
+    }
+}
+
+/// A tunnel's idle timeout: the longer of the client and member data
+/// timeouts (HAProxy without `timeout tunnel`); none if either is none.
+fn tunnel_idle(client_data: Duration, member_data: Duration) -> Duration {
+    if client_data.is_zero() || member_data.is_zero() {
+        Duration::ZERO
+    } else {
+        client_data.max(member_data)
+    }
 }
 
 fn upgrade_requested(req: &Request<Incoming>) -> bool {
@@ -727,6 +823,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     for (name, _) in HOP_BY_HOP.iter().zip(present).skip(1).filter(|(_, p)| *p) {
         headers.remove(name);
+    }
+    if present[3] {
+        // Transfer-Encoding framed the message, not a Content-Length next to
+        // it (RFC 9112 §6.3); hyper re-frames what it forwards by the length.
+        headers.remove(header::CONTENT_LENGTH);
     }
     for n in named {
         headers.remove(n);

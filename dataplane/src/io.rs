@@ -19,6 +19,9 @@ pub(crate) struct Activity {
     start: Instant,
     last_ms: AtomicU64,
     busy: AtomicU64,
+    /// Since when (milliseconds since `start`, plus one; zero: not) a write
+    /// to this side has been waiting for the peer to read.
+    write_blocked: AtomicU64,
 }
 
 /// A request in progress on a connection (see [`Activity::busy`]).
@@ -39,6 +42,7 @@ impl Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             busy: AtomicU64::new(0),
+            write_blocked: AtomicU64::new(0),
         })
     }
 
@@ -55,32 +59,68 @@ impl Activity {
     }
 
     fn touch(&self) {
-        self.last_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms.store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// A write would block: the peer is not reading (noted once per stall).
+    fn write_blocked(&self) {
+        if self.write_blocked.load(Ordering::Relaxed) == 0 {
+            self.write_blocked
+                .store(self.elapsed_ms() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// A write went through: the peer reads again.
+    fn write_went_through(&self) {
+        if self.write_blocked.load(Ordering::Relaxed) != 0 {
+            self.write_blocked.store(0, Ordering::Relaxed);
+        }
     }
 
     fn last(&self) -> u64 {
         self.last_ms.load(Ordering::Relaxed)
     }
 
-    /// Completes once nothing has moved for `idle` and no request is busy;
-    /// never if `idle` is zero. One timer, re-armed only when it runs out.
+    /// Completes once nothing has moved for `idle` and no request is busy,
+    /// or once a write has waited `idle` for the peer to read (a busy request
+    /// whose client stopped reading its response); never if `idle` is zero.
+    /// One timer, re-armed only when it runs out.
     pub(crate) async fn idle(&self, idle: Duration) {
         if idle.is_zero() {
             return std::future::pending().await;
         }
+        let idle_ms = idle.as_millis() as u64;
+        let at = |ms: u64| (self.start + Duration::from_millis(ms)).into();
         let sleep = tokio::time::sleep(idle);
         tokio::pin!(sleep);
+        let mut deadline_ms = self.last() + idle_ms;
         loop {
-            let last = self.last();
-            let deadline = self.start + Duration::from_millis(last) + idle;
-            sleep.as_mut().reset(deadline.into());
+            sleep.as_mut().reset(at(deadline_ms));
             sleep.as_mut().await;
+            let now_ms = self.elapsed_ms();
             if self.busy.load(Ordering::Relaxed) > 0 {
-                // Busy requests answer to their own timeouts; look again later.
-                self.touch();
-            } else if self.last() == last {
-                return;
+                // Busy requests answer to their own timeouts, unless their
+                // response cannot be written.
+                deadline_ms = match self.write_blocked.load(Ordering::Relaxed) {
+                    0 => now_ms + idle_ms,
+                    since => {
+                        let stuck_until = since - 1 + idle_ms;
+                        if now_ms >= stuck_until {
+                            return;
+                        }
+                        stuck_until
+                    }
+                };
+            } else {
+                let last = self.last();
+                if now_ms >= last + idle_ms {
+                    return;
+                }
+                deadline_ms = last + idle_ms;
             }
         }
     }
@@ -108,12 +148,26 @@ impl<S> Metered<S> {
         }
     }
 
-    /// Counts written bytes. Writes are not recorded as activity: an HTTP
-    /// client is written to while a request of it is busy, and the end of
-    /// the response records activity (see [`Busy`]).
-    fn wrote(&self, n: usize) {
-        if let Some(s) = &self.stats {
-            s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    /// Counts written bytes and notes writes that wait for the peer. Writes
+    /// are not recorded as activity: an HTTP client is written to while a
+    /// request of it is busy, and the end of the response records activity
+    /// (see [`Busy`]).
+    fn wrote(&self, res: &Poll<io::Result<usize>>) {
+        match res {
+            Poll::Ready(Ok(n)) => {
+                if let Some(s) = &self.stats {
+                    s.bytes_out.fetch_add(*n as u64, Ordering::Relaxed);
+                }
+                if let Some(a) = &self.activity {
+                    a.write_went_through();
+                }
+            }
+            Poll::Pending => {
+                if let Some(a) = &self.activity {
+                    a.write_blocked();
+                }
+            }
+            Poll::Ready(Err(_)) => {}
         }
     }
 }
@@ -146,9 +200,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = res {
-            self.wrote(n);
-        }
+        self.wrote(&res);
         res
     }
 
@@ -158,9 +210,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = res {
-            self.wrote(n);
-        }
+        self.wrote(&res);
         res
     }
 

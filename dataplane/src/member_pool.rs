@@ -5,8 +5,8 @@
 //! recently used connection (LIFO keeps few connections hot), or opens one;
 //! the connection's task is spawned once, when it is opened. The connection
 //! goes back on the stack when the response body has been read to its end
-//! (see [`MemberBody`]), not before, so a popped connection is one hyper
-//! will accept a request on. No hashing per request: the stack is found
+//! and the request body has been sent to its end (see [`MemberBody`]), not
+//! before, so a popped connection is one hyper will accept a request on. No hashing per request: the stack is found
 //! through the member the balancer already picked, under a short lock.
 //!
 //! Members of `PROXY` / `PROXYV2` pools are the exception: such a connection
@@ -29,7 +29,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -44,7 +44,8 @@ use tokio::net::TcpStream;
 use crate::access_log::{self, HttpLog, Termination};
 #[cfg(doc)]
 use crate::balancer::MemberState;
-use crate::io::maybe_timeout;
+use crate::io::{maybe_timeout, Activity};
+use crate::pool::Lease;
 use crate::proxy_protocol::ProxyVersion;
 
 /// How long an idle member connection is kept.
@@ -169,7 +170,10 @@ pub(crate) async fn checkout(
     connect_timeout: Duration,
 ) -> Result<Sender, ConnectError> {
     while let Some(mut sender) = idle.pop(key) {
-        if sender.ready().await.is_ok() {
+        // Ready at once, or after its task has taken in the end of the last
+        // exchange. Bounded all the same: a connection that stays busy is
+        // dropped for another rather than holding this request.
+        if let Ok(Ok(())) = maybe_timeout(connect_timeout, sender.ready()).await {
             return Ok(sender);
         }
     }
@@ -209,16 +213,61 @@ pub(crate) async fn connect(
 }
 
 /// A client's request body on its way to a member; counts its bytes into
-/// the request's access log record when there is one.
+/// the request's access log record when there is one, and, for a request that
+/// has a body, reports its progress in an [`Upload`].
 #[derive(Debug)]
 pub(crate) struct RequestBody {
     inner: Incoming,
     counted: Option<Arc<AtomicU64>>,
+    upload: Option<Arc<Upload>>,
+}
+
+/// How the upload of one request body is going, shared by the body, the wait
+/// for the member's answer and the member's response body.
+#[derive(Debug)]
+pub(crate) struct Upload {
+    /// When body bytes last moved: the wait for the response head is an
+    /// inactivity timeout (HAProxy's `timeout server`), not a total one.
+    pub(crate) progress: Arc<Activity>,
+    /// The whole body has been handed to the member connection.
+    sent: AtomicBool,
+    /// The client's side of the body failed (it left, or sent broken chunks).
+    client_failed: AtomicBool,
+}
+
+impl Upload {
+    /// Whether the whole body has been sent.
+    pub(crate) fn sent(&self) -> bool {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// Whether the body failed on the client's side.
+    pub(crate) fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Acquire)
+    }
 }
 
 impl RequestBody {
+    /// Wraps a client's request body; a body that is not empty gets an
+    /// [`Upload`] (returned by [`Self::upload`]).
     pub(crate) fn new(inner: Incoming, counted: Option<Arc<AtomicU64>>) -> Self {
-        Self { inner, counted }
+        let upload = (!inner.is_end_stream()).then(|| {
+            Arc::new(Upload {
+                progress: Activity::new(),
+                sent: AtomicBool::new(false),
+                client_failed: AtomicBool::new(false),
+            })
+        });
+        Self {
+            inner,
+            counted,
+            upload,
+        }
+    }
+
+    /// The upload's state, for a request that has a body.
+    pub(crate) fn upload(&self) -> Option<Arc<Upload>> {
+        self.upload.clone()
     }
 }
 
@@ -234,6 +283,15 @@ impl Body for RequestBody {
         if let (Some(c), Poll::Ready(Some(Ok(f)))) = (&self.counted, &res) {
             if let Some(d) = f.data_ref() {
                 c.fetch_add(d.len() as u64, Ordering::Relaxed);
+            }
+        }
+        if let (Some(up), Poll::Ready(r)) = (&self.upload, &res) {
+            up.progress.touch_now();
+            match r {
+                Some(Err(_)) => up.client_failed.store(true, Ordering::Release),
+                None => up.sent.store(true, Ordering::Release),
+                Some(Ok(_)) if self.inner.is_end_stream() => up.sent.store(true, Ordering::Release),
+                Some(Ok(_)) => {}
             }
         }
         res
@@ -269,6 +327,12 @@ pub(crate) struct MemberBody {
     inner: Incoming,
     done: bool,
     conn: Option<Home>,
+    /// The request's upload, if it had a body: the connection is reused only
+    /// once that is sent too (hyper takes no new request on it before).
+    upload: Option<Arc<Upload>>,
+    /// The member's share of this exchange (least-connections counts it
+    /// until the body is done).
+    _lease: Option<Lease>,
     log: Option<Box<HttpLog>>,
     stall: Stall,
 }
@@ -318,11 +382,13 @@ impl Stall {
 
 impl MemberBody {
     /// `conn`: where to return the connection; `None` keeps it out of the
-    /// pool. `member_data`: the longest wait for the member's next bytes
-    /// (zero: none).
+    /// pool. `exchange`: the request's upload and the member's lease, kept
+    /// until the body is done. `member_data`: the longest wait for the
+    /// member's next bytes (zero: none).
     pub(crate) fn new(
         inner: Incoming,
         conn: Option<Home>,
+        exchange: (Option<Arc<Upload>>, Option<Lease>),
         log: Option<Box<HttpLog>>,
         member_data: Duration,
     ) -> Self {
@@ -330,6 +396,8 @@ impl MemberBody {
             inner,
             done: false,
             conn,
+            upload: exchange.0,
+            _lease: exchange.1,
             log,
             stall: Stall {
                 limit: member_data,
@@ -387,7 +455,8 @@ impl Drop for MemberBody {
             if let Some(log) = &mut self.log {
                 log.body_done();
             }
-            if let Some((sender, idle, key)) = self.conn.take() {
+            let sent = self.upload.as_ref().is_none_or(|u| u.sent());
+            if let Some((sender, idle, key)) = self.conn.take().filter(|_| sent) {
                 idle.push(sender, key);
             }
         }
