@@ -330,17 +330,14 @@ async fn route(
     routes: &Routes,
     log: &mut Option<Box<HttpLog>>,
 ) -> Response<Body> {
+    let view = RequestView::new(req.uri(), req.headers());
     // Two Host headers: the rules would judge the first while a member may
     // take the last (a way around HOST_NAME rules). Refused, as HAProxy does.
-    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+    if view.second_host {
         note(log, Termination::BadRequest);
         return error(ctx, StatusCode::BAD_REQUEST);
     }
-    let matched = l7::first_match(
-        &routes.policies,
-        &RequestView::new(req.uri(), req.headers()),
-    )
-    .map(|p| {
+    let matched = l7::first_match(&routes.policies, &view).map(|p| {
         tracing::trace!(policy = %p.id, "l7 policy matched");
         &p.action
     });

@@ -24,19 +24,24 @@ use crate::error::DataplaneError;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestView<'a> {
     pub(crate) host: Option<&'a str>,
+    /// The request has more than one `Host` header (refused before routing).
+    pub(crate) second_host: bool,
     pub(crate) path: &'a str,
     pub(crate) headers: &'a HeaderMap,
 }
 
 impl<'a> RequestView<'a> {
     pub(crate) fn new(uri: &'a Uri, headers: &'a HeaderMap) -> Self {
-        let host = headers
-            .get(http::header::HOST)
+        let mut hosts = headers.get_all(http::header::HOST).iter();
+        let first = hosts.next();
+        let second_host = hosts.next().is_some();
+        let host = first
             .and_then(|h| h.to_str().ok())
             .or_else(|| uri.authority().map(|a| a.as_str()))
             .map(strip_port);
         Self {
             host,
+            second_host,
             path: uri.path(),
             headers,
         }

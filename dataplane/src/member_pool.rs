@@ -170,10 +170,12 @@ pub(crate) async fn checkout(
     connect_timeout: Duration,
 ) -> Result<Sender, ConnectError> {
     while let Some(mut sender) = idle.pop(key) {
-        // Ready at once, or after its task has taken in the end of the last
-        // exchange. Bounded all the same: a connection that stays busy is
-        // dropped for another rather than holding this request.
-        if let Ok(Ok(())) = maybe_timeout(connect_timeout, sender.ready()).await {
+        // Ready at once, or as soon as its task has taken in the end of the
+        // last exchange: a connection is pooled only once both its request
+        // and its response are complete (see `MemberBody`), so nothing else
+        // can keep it busy, and a closed one answers with an error. (No timer
+        // here: this wait is pending for most requests, briefly.)
+        if sender.ready().await.is_ok() {
             return Ok(sender);
         }
     }
