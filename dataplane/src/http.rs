@@ -659,6 +659,13 @@ async fn forward(
             note(log, Termination::MemberReset);
             return error(ctx, StatusCode::BAD_GATEWAY);
         }
+        None if upload.as_ref().is_some_and(|u| !u.sent()) => {
+            // Nothing moved because the client stopped sending its body: its
+            // fault, not the member's (HAProxy answers 408 there too).
+            tracing::debug!(%member, "client request body stalled");
+            note(log, Termination::ClientAbort);
+            return error(ctx, StatusCode::REQUEST_TIMEOUT);
+        }
         None => {
             tracing::debug!(%member, "member timed out");
             note(log, Termination::MemberTimeout);

@@ -541,6 +541,41 @@ async fn a_broken_chunked_upload_is_a_client_abort() {
     assert_eq!(h.dp.stats()["broken"].member_errors, 0);
 }
 
+/// A client that stops partway through its upload is timed out as the
+/// client's fault: 408, `client_abort`, not a member timeout.
+#[tokio::test]
+async fn a_stalled_upload_is_the_clients_timeout() {
+    collect_access_log();
+    let h = Harness::new();
+    h.dp.set_access_log(true);
+    // Reads whatever comes and never answers.
+    let m = member_serving(|mut s| async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(1..) = s.read(&mut buf).await {}
+    })
+    .await;
+    let mut l = single("stalled", m);
+    l.timeouts.member_data = Duration::from_millis(300);
+    l.timeouts.client_data = Duration::from_secs(5);
+    h.apply_ok(config(vec![l])).await;
+
+    let mut s = TcpStream::connect(h.addr("stalled")).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello")
+        .await
+        .unwrap();
+    let (head, _) = tokio::time::timeout(Duration::from_secs(5), read_head(&mut s))
+        .await
+        .expect("answered")
+        .expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 408"), "{head:?}");
+    wait_for("the request's record", Duration::from_secs(5), || async {
+        !records("stalled").is_empty()
+    })
+    .await;
+    let r = records("stalled").remove(0);
+    assert_eq!(r["termination"], "client_abort", "{r:?}");
+}
+
 // ---- 7. least connections ----
 
 /// A member that answers `/slow` with a chunked body of one byte every
