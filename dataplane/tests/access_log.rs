@@ -2,71 +2,19 @@
 //! the fields an operator reads; nothing at all when switched off.
 //!
 //! Records are collected by a `tracing` layer installed as this test binary's
-//! global subscriber; tests run in parallel, so each looks only at the records
+//! global subscriber (`common::access_records`); tests run in parallel, so each looks only at the records
 //! of its own listeners.
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, Once};
 use std::time::Duration;
 
+use common::access_records::{install, records, Record};
 use common::*;
 use fulcrum_dataplane::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-
-type Record = HashMap<String, String>;
-
-static RECORDS: Mutex<Vec<Record>> = Mutex::new(Vec::new());
-
-/// Keeps every event of the access log target, as field name -> text.
-struct Collect;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collect {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target() != ACCESS_LOG_TARGET {
-            return;
-        }
-        assert_eq!(*event.metadata().level(), tracing::Level::INFO);
-        let mut fields = Fields(Record::new());
-        event.record(&mut fields);
-        RECORDS.lock().unwrap().push(fields.0);
-    }
-}
-
-struct Fields(Record);
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().into(), format!("{value:?}"));
-    }
-}
-
-fn install() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Collect))
-            .expect("no other subscriber");
-    });
-}
-
-fn records(listener: &str) -> Vec<Record> {
-    RECORDS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.get("listener").map(String::as_str) == Some(listener))
-        .cloned()
-        .collect()
-}
 
 /// Waits for the `n`th record of `listener` and returns it.
 async fn nth_record(listener: &str, n: usize) -> Record {

@@ -11,12 +11,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::access_records::records;
 use common::*;
 use fulcrum_dataplane::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,55 +109,6 @@ fn active(h: &Harness, listener: &str) -> u64 {
 }
 
 // ---- access log records (fix 6) ----
-
-type Record = HashMap<String, String>;
-
-static RECORDS: Mutex<Vec<Record>> = Mutex::new(Vec::new());
-
-/// Keeps every access log event, as field name -> text.
-struct Collect;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collect {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() == ACCESS_LOG_TARGET {
-            let mut fields = Fields(Record::new());
-            event.record(&mut fields);
-            RECORDS.lock().unwrap().push(fields.0);
-        }
-    }
-}
-
-struct Fields(Record);
-
-impl tracing::field::Visit for Fields {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().into(), format!("{value:?}"));
-    }
-}
-
-/// Installs the collecting layer as this binary's global subscriber, once.
-fn collect_access_log() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Collect))
-            .expect("no other subscriber");
-    });
-}
-
-fn records(listener: &str) -> Vec<Record> {
-    RECORDS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.get("listener").map(String::as_str) == Some(listener))
-        .cloned()
-        .collect()
-}
 
 // ---- 1. member connection reuse ----
 
@@ -492,7 +443,7 @@ async fn member_data_counts_from_the_last_upload_bytes() {
 /// member is not counted as failing.
 #[tokio::test]
 async fn a_broken_chunked_upload_is_a_client_abort() {
-    collect_access_log();
+    access_records::install();
     let h = Harness::new();
     h.dp.set_access_log(true);
     let received = Arc::new(AtomicUsize::new(0));
@@ -545,7 +496,7 @@ async fn a_broken_chunked_upload_is_a_client_abort() {
 /// client's fault: 408, `client_abort`, not a member timeout.
 #[tokio::test]
 async fn a_stalled_upload_is_the_clients_timeout() {
-    collect_access_log();
+    access_records::install();
     let h = Harness::new();
     h.dp.set_access_log(true);
     // Reads whatever comes and never answers.

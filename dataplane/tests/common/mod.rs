@@ -1,6 +1,8 @@
 //! Test kit: real backends on 127.0.0.1:0, a data plane, and condition waits.
 #![allow(dead_code)]
 
+pub mod access_records;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
