@@ -203,7 +203,7 @@ async fn serve_connection(
             return;
         }
     };
-    let activity = Activity::new();
+    let activity = Arc::new(Activity::new());
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
         peer,
@@ -745,7 +745,7 @@ impl Tunnel {
         let (Ok(client), Ok(member)) = tokio::join!(client, member) else {
             return;
         };
-        let moved = Activity::new();
+        let moved = Arc::new(Activity::new());
         let mut client = Metered::new(TokioIo::new(client), None, Some(moved.clone()));
         let mut member = Metered::new(TokioIo::new(member), None, Some(moved.clone()));
         tokio::select! {

@@ -37,13 +37,13 @@ impl Drop for Busy {
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self {
+    pub(crate) fn new() -> Self {
+        Self {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             write_blocked: AtomicU64::new(0),
-        })
+        }
     }
 
     /// Marks a request in progress until the returned guard is dropped:

@@ -230,7 +230,7 @@ pub(crate) struct RequestBody {
 pub(crate) struct Upload {
     /// When body bytes last moved: the wait for the response head is an
     /// inactivity timeout (HAProxy's `timeout server`), not a total one.
-    pub(crate) progress: Arc<Activity>,
+    pub(crate) progress: Activity,
     /// The whole body has been handed to the member connection.
     sent: AtomicBool,
     /// The client's side of the body failed (it left, or sent broken chunks).

@@ -141,7 +141,7 @@ async fn proxy(
         }
     };
     let _ = member.set_nodelay(true);
-    let activity = Activity::new();
+    let activity = Arc::new(Activity::new());
     if let Some(v) = ProxyVersion::of(pool.config.protocol) {
         let local = client.local_addr().unwrap_or(shared.local_addr);
         if write_all(&member, &v.header(peer, local)).await.is_err() {

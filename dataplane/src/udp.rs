@@ -116,7 +116,7 @@ async fn start_flow(
         d if d.is_zero() => DEFAULT_IDLE,
         d => d,
     };
-    let activity = Activity::new();
+    let activity = Arc::new(Activity::new());
     let task = tokio::spawn(relay_back(
         peer,
         upstream.clone(),
