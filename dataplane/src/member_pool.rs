@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -182,6 +183,50 @@ pub(crate) async fn checkout(
     // Boxed: the connect future is large and rarely needed; inline it would
     // grow every request's future (moved several times per request).
     Box::pin(connect(key, ends, connect_timeout)).await
+}
+
+/// Why a request got no response head from its member.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// The pooled connection had been closed, and a new one could not be had.
+    #[error("reconnecting: {0}")]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Exchange(hyper::Error),
+}
+
+/// Sends `req` on `sender` and waits for the response head. A request that
+/// was not written because the (pooled) connection had been closed is sent
+/// once more, on a new connection opened as `key`.
+pub(crate) async fn send(
+    mut sender: Sender,
+    req: Request<RequestBody>,
+    key: ConnKey,
+    ends: Ends,
+    connect_timeout: Duration,
+) -> Result<(Response<Incoming>, Sender), SendError> {
+    match sender.try_send_request(req).await {
+        Ok(resp) => Ok((resp, sender)),
+        Err(mut e) => match e.take_message() {
+            // Boxed: rare, and kept out of every request's future.
+            Some(req) => Box::pin(resend(req, key, ends, connect_timeout)).await,
+            None => Err(SendError::Exchange(e.into_error())),
+        },
+    }
+}
+
+/// [`send`]'s second attempt, on a new connection.
+async fn resend(
+    req: Request<RequestBody>,
+    key: ConnKey,
+    ends: Ends,
+    connect_timeout: Duration,
+) -> Result<(Response<Incoming>, Sender), SendError> {
+    let mut sender = connect(key, ends, connect_timeout).await?;
+    match sender.try_send_request(req).await {
+        Ok(resp) => Ok((resp, sender)),
+        Err(e) => Err(SendError::Exchange(e.into_error())),
+    }
 }
 
 /// Opens a connection as `key`, sends the PROXY header for `ends` if `key`
