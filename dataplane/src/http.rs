@@ -118,7 +118,12 @@ pub(crate) async fn serve(
                     if let Some((routes, guard)) = shared.admit(peer) {
                         let stop = stop.clone();
                         let shared = shared.clone();
-                        tokio::spawn(serve_connection(stream, peer, routes, shared, stop, guard));
+                        // Boxed: tokio copies a task's future several
+                        // times (spawning, finishing); a pointer copies
+                        // cheaper than the ~1 KiB connection future.
+                        tokio::spawn(Box::pin(serve_connection(
+                            stream, peer, routes, shared, stop, guard,
+                        )));
                     }
                 }
                 Err(e) => {
@@ -230,8 +235,10 @@ async fn serve_connection(
     // timeout_client_data: the connection closes once the client has sent
     // nothing for that long while no request of it is in progress (HAProxy's
     // `timeout client`; responses are written only while one is). One timer
-    // per connection (hyper's header-read timeout armed one per request).
+    // per connection (hyper's header-read timeout armed one per request),
+    // started once the connection first waits on its client (see `drive`).
     let idle = activity.idle(client_data);
+    let watched = &*activity;
     // Boxed: hyper's connection state (and HTTP/2's, larger still) is
     // allocated only once the client has sent something, so a connection
     // that waits for its first bytes holds a small task, and spawning one
@@ -253,7 +260,10 @@ async fn serve_connection(
                     .header_read_timeout(None)
                     .serve_connection(io, service)
                     .with_upgrades();
-                until_stopped(conn, &mut stop, idle, |c| c.graceful_shutdown()).await
+                until_stopped(conn, &mut stop, watched, true, idle, |c| {
+                    c.graceful_shutdown()
+                })
+                .await
             })
             .await
         }
@@ -262,7 +272,10 @@ async fn serve_connection(
                 let conn = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .serve_connection(io, service);
-                until_stopped(conn, &mut stop, idle, |c| c.graceful_shutdown()).await
+                until_stopped(conn, &mut stop, watched, false, idle, |c| {
+                    c.graceful_shutdown()
+                })
+                .await
             })
             .await
         }
@@ -277,9 +290,15 @@ async fn serve_connection(
 /// Drives a client connection until it ends or `idle` completes (then it is
 /// dropped, closing it); when `stop` turns true, asks it to shut down
 /// gracefully (finish in-flight requests) and drives it to the end.
+///
+/// `lazy`: the idle timeout starts only once the connection waits on its
+/// client (see [`drive`]). Only for HTTP/1, where requests end while the
+/// connection is polled; HTTP/2 streams end in tasks of their own.
 async fn until_stopped<C>(
     conn: C,
     stop: &mut watch::Receiver<bool>,
+    activity: &Activity,
+    lazy: bool,
     idle: impl Future<Output = ()>,
     graceful_shutdown: impl FnOnce(Pin<&mut C>),
 ) -> Result<(), hyper::Error>
@@ -288,23 +307,54 @@ where
 {
     tokio::pin!(conn);
     tokio::pin!(idle);
+    let mut timing = !lazy;
     let idled = || {
         tracing::debug!("client connection idle for timeout_client_data: closed");
         Ok(())
     };
     tokio::select! {
-        res = conn.as_mut() => res,
-        _ = idle.as_mut() => idled(),
-        _ = crate::io::stopped(stop) => {
-            // In-flight requests finish; a client that sends half a head, or
-            // stops reading, still meets the idle timeout.
-            graceful_shutdown(conn.as_mut());
-            tokio::select! {
-                res = conn => res,
-                _ = idle => idled(),
-            }
+        biased;
+        res = drive(conn.as_mut(), idle.as_mut(), activity, &mut timing) => {
+            return res.unwrap_or_else(idled);
         }
+        _ = crate::io::stopped(stop) => {}
     }
+    // In-flight requests finish; a client that sends half a head, or stops
+    // reading, still meets the idle timeout.
+    graceful_shutdown(conn.as_mut());
+    drive(conn, idle, activity, &mut timing)
+        .await
+        .unwrap_or_else(idled)
+}
+
+/// Polls a client connection and its idle timeout: the connection's end, or
+/// `None` when `idle` completed first. The timeout is polled (its timer
+/// started) only from the first time the connection waits on its client
+/// (`timing`): a connection whose one request came with it and that closes
+/// after the response never starts a timer (its request has timeouts of its
+/// own). On HTTP/1, everything that makes a connection wait on its client
+/// (a response done, a write that blocks) happens while it is polled here.
+async fn drive<C, I>(
+    mut conn: Pin<&mut C>,
+    mut idle: Pin<&mut I>,
+    activity: &Activity,
+    timing: &mut bool,
+) -> Option<Result<(), hyper::Error>>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+    I: Future<Output = ()>,
+{
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(res) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(res));
+        }
+        *timing = *timing || activity.waits_on_peer();
+        if *timing && idle.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 async fn handle(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {

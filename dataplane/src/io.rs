@@ -85,6 +85,13 @@ impl Activity {
         self.last_ms.load(Ordering::Relaxed)
     }
 
+    /// Whether the connection waits on its peer, so that [`Self::idle`] has
+    /// something to watch: no request is in progress, or a write waits for
+    /// the peer to read.
+    pub(crate) fn waits_on_peer(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0 || self.write_blocked.load(Ordering::Relaxed) != 0
+    }
+
     /// Completes once nothing has moved for `idle` and no request is busy,
     /// or once a write has waited `idle` for the peer to read (a busy request
     /// whose client stopped reading its response); never if `idle` is zero.

@@ -403,6 +403,45 @@ async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
     );
 }
 
+/// HTTP/2 streams end in tasks of their own: the connection's idle timeout
+/// still starts once its last stream is done (and the client goes quiet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_connections_close_after_client_data_once_idle() {
+    use http_body_util::{BodyExt, Empty};
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    let timeout = Duration::from_millis(300);
+    let mut l = listener("l", ListenerProtocol::Http, Some(http_pool("p", &[&b])));
+    l.timeouts.client_data = timeout;
+    h.apply_ok(config(vec![l])).await;
+    let tcp = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("http://x/")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"b");
+    let idle_from = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the proxy closes an idle h2c connection")
+        .unwrap()
+        .ok();
+    let took = idle_from.elapsed();
+    assert!(
+        took >= timeout - Duration::from_millis(50) && took < timeout * 5,
+        "{took:?}"
+    );
+}
+
 /// A member that answers each connection's first request with `head`, then
 /// sends `chunks` with `gap` before each, then holds the connection open.
 async fn trickling_member(
