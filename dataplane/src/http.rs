@@ -567,59 +567,6 @@ async fn forward(
     };
     let upgrade = upgrade_requested(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-
-    // Host: keep the client's; h2 requests carry it as :authority.
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(host) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
-        {
-            parts.headers.insert(header::HOST, host);
-        }
-    }
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(proto) = upgrade
-        .then(|| parts.headers.get(header::UPGRADE).cloned())
-        .flatten()
-    {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, proto);
-    }
-    if matches!(persist, Persist::HttpCookie { .. }) {
-        remove_cookie(&mut parts.headers, PERSISTENCE_COOKIE);
-    }
-    let ins = routes.config.insert_headers;
-    if ins.x_forwarded_for {
-        append_forwarded_for(&mut parts.headers, ctx.peer_ip());
-    }
-    if ins.x_forwarded_port {
-        parts.headers.insert(
-            HeaderName::from_static("x-forwarded-port"),
-            routes.port_header.clone(),
-        );
-    }
-    if ins.x_forwarded_proto {
-        parts.headers.insert(
-            HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static("http"),
-        );
-    }
-    // Origin form towards the member: only the path and query.
-    parts.uri = match parts.uri.path_and_query() {
-        Some(pq) if pq.as_str().starts_with('/') => {
-            let mut u = std::mem::take(&mut parts.uri).into_parts();
-            u.scheme = None;
-            u.authority = None;
-            Uri::from_parts(u).unwrap_or_else(|_| Uri::from_static("/"))
-        }
-        Some(pq) if pq.as_str() == "*" => std::mem::take(&mut parts.uri),
-        _ => Uri::from(PathAndQuery::from_static("/")),
-    };
-    parts.version = Version::HTTP_11;
 
     // A connection: retry once on another member when connecting fails.
     // PROXY pools: from this client connection's private stack.
@@ -663,26 +610,8 @@ async fn forward(
     };
     let chosen_by_cookie =
         matches!(persist, Persist::HttpCookie { matched: true }) && tried.len() == 1;
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(a) = &lease.backend.authority {
-            if let Ok(host) = HeaderValue::try_from(a.as_str()) {
-                parts.headers.insert(header::HOST, host);
-            }
-        }
-    }
-
-    let body = RequestBody::new(body, log.as_ref().map(|l| l.bytes_in()));
-    let upload = body.upload();
-    if upload.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
-        // A body of unknown length (HTTP/1 chunked, HTTP/2 without a length):
-        // chunked towards the member, whatever the method (hyper would send
-        // a GET's body as empty otherwise).
-        parts.headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-    }
-    let req = Request::from_parts(parts, body);
+    let counted = log.as_ref().map(|l| l.bytes_in());
+    let (req, upload) = member_request(req, ctx, routes, &lease, &persist, upgrade, counted);
     let ends = ctx.ends();
     // `timeout_member_data` counts from the last request body bytes sent, if
     // there is a body (an upload may take longer than the timeout). The send
@@ -784,6 +713,95 @@ async fn forward(
             timeouts.member_data,
         ))
     })
+}
+
+/// The client's request as it goes to a member: hop-by-hop headers out,
+/// `Host` kept (or taken from HTTP/2's `:authority`, else the member's
+/// address), the persistence cookie out, the listener's `insert_headers`
+/// in, origin-form target, HTTP/1.1, and a body of unknown length chunked.
+/// Also the upload's state, for a request that has a body. (Not part of
+/// `forward`'s future: nothing here waits.)
+fn member_request(
+    req: Request<Incoming>,
+    ctx: &ConnCtx,
+    routes: &Routes,
+    lease: &Lease,
+    persist: &Persist<'_>,
+    upgrade: bool,
+    counted: Option<Arc<std::sync::atomic::AtomicU64>>,
+) -> (Request<RequestBody>, Option<Arc<member_pool::Upload>>) {
+    let (mut parts, body) = req.into_parts();
+    // Host: keep the client's; h2 requests carry it as :authority.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, host);
+        }
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(proto) = upgrade
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten()
+    {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, proto);
+    }
+    if matches!(persist, Persist::HttpCookie { .. }) {
+        remove_cookie(&mut parts.headers, PERSISTENCE_COOKIE);
+    }
+    let ins = routes.config.insert_headers;
+    if ins.x_forwarded_for {
+        append_forwarded_for(&mut parts.headers, ctx.peer_ip());
+    }
+    if ins.x_forwarded_port {
+        parts.headers.insert(
+            HeaderName::from_static("x-forwarded-port"),
+            routes.port_header.clone(),
+        );
+    }
+    if ins.x_forwarded_proto {
+        parts.headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
+    }
+    // Origin form towards the member: only the path and query.
+    parts.uri = match parts.uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => {
+            let mut u = std::mem::take(&mut parts.uri).into_parts();
+            u.scheme = None;
+            u.authority = None;
+            Uri::from_parts(u).unwrap_or_else(|_| Uri::from_static("/"))
+        }
+        Some(pq) if pq.as_str() == "*" => std::mem::take(&mut parts.uri),
+        _ => Uri::from(PathAndQuery::from_static("/")),
+    };
+    parts.version = Version::HTTP_11;
+
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = &lease.backend.authority {
+            if let Ok(host) = HeaderValue::try_from(a.as_str()) {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+    }
+    let body = RequestBody::new(body, counted);
+    let upload = body.upload();
+    if upload.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        // A body of unknown length (HTTP/1 chunked, HTTP/2 without a length):
+        // chunked towards the member, whatever the method (hyper would send
+        // a GET's body as empty otherwise).
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    (Request::from_parts(parts, body), upload)
 }
 
 /// An upgraded connection (`101 Switching Protocols`, e.g. WebSocket): bytes

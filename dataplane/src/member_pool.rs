@@ -198,20 +198,30 @@ pub(crate) enum SendError {
 /// Sends `req` on `sender` and waits for the response head. A request that
 /// was not written because the (pooled) connection had been closed is sent
 /// once more, on a new connection opened as `key`.
-pub(crate) async fn send(
+///
+/// Not an `async fn`: the request goes to hyper before the returned future
+/// exists, so that future does not hold it (an `async fn` keeps its
+/// arguments for its whole life, and this future lives inside every
+/// request's).
+pub(crate) fn send(
     mut sender: Sender,
     req: Request<RequestBody>,
     key: ConnKey,
     ends: Ends,
     connect_timeout: Duration,
-) -> Result<(Response<Incoming>, Sender), SendError> {
-    match sender.try_send_request(req).await {
-        Ok(resp) => Ok((resp, sender)),
-        Err(mut e) => match e.take_message() {
-            // Boxed: rare, and kept out of every request's future.
-            Some(req) => Box::pin(resend(req, key, ends, connect_timeout)).await,
-            None => Err(SendError::Exchange(e.into_error())),
-        },
+) -> impl Future<Output = Result<(Response<Incoming>, Sender), SendError>> {
+    let answer = sender.try_send_request(req);
+    async move {
+        // Scoped so that nothing of the first attempt is held while the
+        // second runs (boxed: rare, and kept out of every request's future).
+        let again = match answer.await {
+            Ok(resp) => return Ok((resp, sender)),
+            Err(mut e) => match e.take_message() {
+                Some(req) => Box::pin(resend(req, key, ends, connect_timeout)),
+                None => return Err(SendError::Exchange(e.into_error())),
+            },
+        };
+        again.await
     }
 }
 
