@@ -633,9 +633,16 @@ async fn forward(
     let (mut resp, sender) = match answered {
         Some(Ok(x)) => x,
         Some(Err(_)) if upload.as_ref().is_some_and(|u| u.client_failed()) => {
-            tracing::debug!(%member, "client request body failed");
+            let stalled = upload.as_ref().is_some_and(|u| u.client_stalled());
+            tracing::debug!(%member, stalled, "client request body failed");
             note(log, Termination::ClientAbort);
-            return error(ctx, StatusCode::BAD_REQUEST);
+            return error(
+                ctx,
+                match stalled {
+                    true => StatusCode::REQUEST_TIMEOUT,
+                    false => StatusCode::BAD_REQUEST,
+                },
+            );
         }
         Some(Err(e)) => {
             if matches!(e, member_pool::SendError::Connect(_)) {
@@ -790,7 +797,7 @@ fn member_request(
             }
         }
     }
-    let body = RequestBody::new(body, counted);
+    let body = RequestBody::new(body, counted, ctx.client_data);
     let upload = body.upload();
     if upload.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
         // A body of unknown length (HTTP/1 chunked, HTTP/2 without a length):

@@ -272,11 +272,19 @@ pub(crate) async fn connect(
 /// A client's request body on its way to a member; counts its bytes into
 /// the request's access log record when there is one, and, for a request that
 /// has a body, reports its progress in an [`Upload`].
+///
+/// `timeout_client_data` bounds each wait for the client's next body bytes
+/// (HAProxy's `timeout client` applies there too): a client that stalls
+/// mid-upload fails the body, and the request is answered 408, whatever
+/// `timeout_member_data` is (with none, such a request would otherwise hold
+/// its member connection forever). As for [`MemberBody`], the timer is
+/// armed only when the body has to wait.
 #[derive(Debug)]
 pub(crate) struct RequestBody {
     inner: Incoming,
     counted: Option<Arc<AtomicU64>>,
     upload: Option<Arc<Upload>>,
+    stall: Stall,
 }
 
 /// How the upload of one request body is going, shared by the body, the wait
@@ -288,8 +296,11 @@ pub(crate) struct Upload {
     pub(crate) progress: Activity,
     /// The whole body has been handed to the member connection.
     sent: AtomicBool,
-    /// The client's side of the body failed (it left, or sent broken chunks).
+    /// The client's side of the body failed (it left, sent broken chunks, or
+    /// stalled).
     client_failed: AtomicBool,
+    /// The client sent nothing for `timeout_client_data` mid-body.
+    client_stalled: AtomicBool,
 }
 
 impl Upload {
@@ -302,23 +313,35 @@ impl Upload {
     pub(crate) fn client_failed(&self) -> bool {
         self.client_failed.load(Ordering::Acquire)
     }
+
+    /// Whether it failed because the client stalled mid-body.
+    pub(crate) fn client_stalled(&self) -> bool {
+        self.client_stalled.load(Ordering::Acquire)
+    }
 }
 
 impl RequestBody {
     /// Wraps a client's request body; a body that is not empty gets an
-    /// [`Upload`] (returned by [`Self::upload`]).
-    pub(crate) fn new(inner: Incoming, counted: Option<Arc<AtomicU64>>) -> Self {
+    /// [`Upload`] (returned by [`Self::upload`]). `client_data`: the longest
+    /// wait for the client's next bytes (zero: none).
+    pub(crate) fn new(
+        inner: Incoming,
+        counted: Option<Arc<AtomicU64>>,
+        client_data: Duration,
+    ) -> Self {
         let upload = (!inner.is_end_stream()).then(|| {
             Arc::new(Upload {
                 progress: Activity::new(),
                 sent: AtomicBool::new(false),
                 client_failed: AtomicBool::new(false),
+                client_stalled: AtomicBool::new(false),
             })
         });
         Self {
             inner,
             counted,
             upload,
+            stall: Stall::new(client_data),
         }
     }
 
@@ -330,28 +353,39 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let res = Pin::new(&mut self.inner).poll_frame(cx);
-        if let (Some(c), Poll::Ready(Some(Ok(f)))) = (&self.counted, &res) {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let res = Pin::new(&mut this.inner).poll_frame(cx);
+        match (&this.upload, &res) {
+            (Some(up), Poll::Pending) if this.stall.expired(cx) => {
+                up.client_stalled.store(true, Ordering::Release);
+                up.client_failed.store(true, Ordering::Release);
+                let stalled = BodyStalled("client", this.stall.limit);
+                return Poll::Ready(Some(Err(stalled.into())));
+            }
+            (_, Poll::Ready(Some(Ok(_)))) => this.stall.moved(),
+            _ => {}
+        }
+        if let (Some(c), Poll::Ready(Some(Ok(f)))) = (&this.counted, &res) {
             if let Some(d) = f.data_ref() {
                 c.fetch_add(d.len() as u64, Ordering::Relaxed);
             }
         }
-        if let (Some(up), Poll::Ready(r)) = (&self.upload, &res) {
+        if let (Some(up), Poll::Ready(r)) = (&this.upload, &res) {
             up.progress.touch_now();
             match r {
                 Some(Err(_)) => up.client_failed.store(true, Ordering::Release),
                 None => up.sent.store(true, Ordering::Release),
-                Some(Ok(_)) if self.inner.is_end_stream() => up.sent.store(true, Ordering::Release),
+                Some(Ok(_)) if this.inner.is_end_stream() => up.sent.store(true, Ordering::Release),
                 Some(Ok(_)) => {}
             }
         }
-        res
+        res.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -394,7 +428,8 @@ pub(crate) struct MemberBody {
     stall: Stall,
 }
 
-/// The body's wait for its member (see [`MemberBody`]).
+/// A body's wait for its sender's next bytes (see [`MemberBody`],
+/// [`RequestBody`]).
 #[derive(Debug)]
 struct Stall {
     /// Zero: no limit.
@@ -405,12 +440,29 @@ struct Stall {
     last: Option<Instant>,
 }
 
-/// The member sent nothing for `timeout_member_data` in the middle of a body.
+/// One side (the client, the member) sent nothing for its data timeout in
+/// the middle of a body.
 #[derive(Debug, thiserror::Error)]
-#[error("member sent no body bytes for {0:?}")]
-pub(crate) struct BodyStalled(Duration);
+#[error("{0} sent no body bytes for {1:?}")]
+pub(crate) struct BodyStalled(&'static str, Duration);
 
 impl Stall {
+    /// `limit`: the longest wait (zero: none).
+    fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            timer: None,
+            last: None,
+        }
+    }
+
+    /// A frame came: a wait now counts from here (if one was ever armed).
+    fn moved(&mut self) {
+        if self.last.is_some() {
+            self.last = Some(Instant::now());
+        }
+    }
+
     /// Polled while the body waits: whether the member has now been silent
     /// for the whole limit.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
@@ -456,11 +508,7 @@ impl MemberBody {
             upload: exchange.0,
             _lease: exchange.1,
             log,
-            stall: Stall {
-                limit: member_data,
-                timer: None,
-                last: None,
-            },
+            stall: Stall::new(member_data),
         }
     }
 }
@@ -478,9 +526,7 @@ impl Body for MemberBody {
         match &res {
             Poll::Ready(None) => this.done = true,
             Poll::Ready(Some(Ok(f))) => {
-                if this.stall.last.is_some() {
-                    this.stall.last = Some(Instant::now());
-                }
+                this.stall.moved();
                 if let (Some(log), Some(d)) = (&mut this.log, f.data_ref()) {
                     log.add_bytes_out(d.len());
                 }
@@ -489,7 +535,7 @@ impl Body for MemberBody {
             Poll::Pending => {
                 if this.stall.expired(cx) {
                     access_log::note(&mut this.log, Termination::MemberTimeout);
-                    let stalled = BodyStalled(this.stall.limit);
+                    let stalled = BodyStalled("member", this.stall.limit);
                     return Poll::Ready(Some(Err(stalled.into())));
                 }
             }

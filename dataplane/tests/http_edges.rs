@@ -527,6 +527,48 @@ async fn a_stalled_upload_is_the_clients_timeout() {
     assert_eq!(r["termination"], "client_abort", "{r:?}");
 }
 
+/// With no `timeout_member_data`, a client that stalls mid-upload still
+/// meets `timeout_client_data` (it used to hold its member connection
+/// forever).
+#[tokio::test]
+async fn a_stalled_upload_meets_client_data_without_member_data() {
+    access_records::install();
+    let h = Harness::new();
+    h.dp.set_access_log(true);
+    // Reads whatever comes and never answers.
+    let m = member_serving(|mut s| async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(1..) = s.read(&mut buf).await {}
+    })
+    .await;
+    let mut l = single("nolimit", m);
+    l.timeouts.member_data = Duration::ZERO;
+    l.timeouts.client_data = Duration::from_millis(300);
+    h.apply_ok(config(vec![l])).await;
+
+    let mut s = TcpStream::connect(h.addr("nolimit")).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (head, _) = tokio::time::timeout(Duration::from_secs(5), read_head(&mut s))
+        .await
+        .expect("answered")
+        .expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 408"), "{head:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_for("the request's record", Duration::from_secs(5), || async {
+        !records("nolimit").is_empty()
+    })
+    .await;
+    let r = records("nolimit").remove(0);
+    assert_eq!(r["termination"], "client_abort", "{r:?}");
+}
+
 // ---- 7. least connections ----
 
 /// A member that answers `/slow` with a chunked body of one byte every
