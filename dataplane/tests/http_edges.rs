@@ -720,3 +720,143 @@ async fn a_chunked_get_body_reaches_the_member() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
     assert!(out.ends_with("\r\n\r\nhello world"), "{out:?}");
 }
+
+// ---- 11. Expect: 100-continue ----
+
+/// A client that asks `Expect: 100-continue` and waits for the interim
+/// answer before sending its body (curl does, for larger uploads) gets one
+/// `100 Continue`, then the member's final response to the whole body.
+#[tokio::test]
+async fn a_client_expecting_100_continue_gets_it_once_then_the_answer() {
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    h.apply_ok(config(vec![single("l", b.addr)])).await;
+
+    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (interim, rest) = response_head(&mut s).await;
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim:?}");
+    assert!(rest.is_empty(), "{rest:?}");
+    s.write_all(b"hello").await.unwrap();
+    let (head, mut body) = response_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+    let mut buf = [0u8; 64];
+    while body.len() < "b:hello".len() {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the body in time")
+            .unwrap();
+        assert!(n > 0, "closed before the body: {body:?}");
+        body.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(body, b"b:hello");
+}
+
+// ---- 12. responses without a body ----
+
+/// A `HEAD` response keeps the member's `Content-Length` (the length a `GET`
+/// would have) and has no body; `204` and `304` have none either. The client
+/// connection then carries its next request normally.
+#[tokio::test]
+async fn bodiless_responses_keep_their_framing_headers() {
+    let h = Harness::new();
+    // Answers per request on one connection: HEAD -> 200 with a length and
+    // no body; /nc -> 204; /nm -> 304 with a length; anything else -> "ok".
+    let m = member_serving(|mut s| async move {
+        while let Some((head, _)) = read_head(&mut s).await {
+            let answer: &[u8] = if head.starts_with("HEAD ") {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
+            } else if head.starts_with("GET /nc ") {
+                b"HTTP/1.1 204 No Content\r\n\r\n"
+            } else if head.starts_with("GET /nm ") {
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\nETag: \"x\"\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            };
+            if s.write_all(answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    h.apply_ok(config(vec![single("l", m)])).await;
+
+    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
+    s.write_all(b"HEAD /f HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, rest) = response_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+    assert_eq!(header(&head, "content-length"), Some("1234"), "{head:?}");
+    assert!(rest.is_empty(), "{rest:?}");
+    for (path, status) in [("/nc", "204"), ("/nm", "304")] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (head, rest) = response_head(&mut s).await;
+        assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{head:?}");
+        assert!(rest.is_empty(), "{path}: {rest:?}");
+        if status == "304" {
+            assert_eq!(header(&head, "etag"), Some("\"x\""), "{head:?}");
+        }
+    }
+    s.write_all(b"GET /f HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_all(&mut s).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    assert!(out.ends_with("\r\n\r\nok"), "{out:?}");
+}
+
+// ---- 13. oversized heads ----
+
+/// A request head with more headers than the proxy parses gets 431 and
+/// never reaches the member; a member response with too many headers gets
+/// the client a 502.
+#[tokio::test]
+async fn oversized_heads_are_refused_on_either_side() {
+    let h = Harness::new();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = seen.clone();
+    // Answers each request with 300 headers.
+    let m = member_serving(move |mut s| {
+        let counted = counted.clone();
+        async move {
+            while read_head(&mut s).await.is_some() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut answer = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+                for i in 0..300 {
+                    answer.push_str(&format!("X-H{i}: v\r\n"));
+                }
+                answer.push_str("\r\nok");
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    h.apply_ok(config(vec![single("l", m)])).await;
+
+    let mut big = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..300 {
+        big.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    big.push_str("\r\n");
+    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
+    s.write_all(big.as_bytes()).await.unwrap();
+    let out = read_all(&mut s).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+
+    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_all(&mut s).await;
+    assert!(out.starts_with("HTTP/1.1 502"), "{out:?}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
