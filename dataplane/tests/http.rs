@@ -271,16 +271,23 @@ async fn garbage_or_reset_from_member_is_502() {
 #[tokio::test]
 async fn malformed_request_is_400_and_never_reaches_a_member() {
     let (h, b) = one_http_listener().await;
-    for raw in [
+    // Also the framings requests are smuggled with: two lengths that
+    // disagree, a transfer coding that does not end in chunked, and one on
+    // HTTP/1.0.
+    let raws = [
         &b"GET / HTTP/1.1\r\nHost: x\r\nbroken header line\r\n\r\n"[..],
         b"GET /\x01 HTTP/1.1\r\n\r\n",
-    ] {
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+        b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
+    for raw in raws {
         let (_, out) = raw_exchange(h.addr("l"), &[raw], false).await;
-        assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+        assert!(out.starts_with("HTTP/1.1 400"), "{raw:?}: {out:?}");
     }
     assert_eq!(b.requests.load(Ordering::SeqCst), 0);
     wait_for("errors counted", Duration::from_secs(5), || async {
-        h.dp.stats()["l"].request_errors == 2
+        h.dp.stats()["l"].request_errors == raws.len() as u64
     })
     .await;
 }

@@ -860,3 +860,54 @@ async fn oversized_heads_are_refused_on_either_side() {
     assert!(out.starts_with("HTTP/1.1 502"), "{out:?}");
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
+
+// ---- 14. a request framed twice ----
+
+/// A request with both `Content-Length` and `Transfer-Encoding: chunked` (a
+/// smuggling vector) is framed by the chunks: the member gets it chunked
+/// with no length, and the client connection closes after the answer
+/// rather than trusting what follows.
+#[tokio::test]
+async fn a_request_framed_twice_goes_chunked_and_closes_the_connection() {
+    let h = Harness::new();
+    // Answers with the framing headers it saw and the body it read.
+    let m = member_serving(|mut s| async move {
+        while let Some((head, mut rest)) = read_head(&mut s).await {
+            let mut buf = [0u8; 4096];
+            while !rest.ends_with(b"0\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => rest.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = format!(
+                "cl={:?} te={:?} body={}",
+                header(&head, "content-length"),
+                header(&head, "transfer-encoding"),
+                String::from_utf8_lossy(&dechunk(&rest).unwrap_or_default()),
+            );
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            if s.write_all(head.as_bytes()).await.is_err()
+                || s.write_all(body.as_bytes()).await.is_err()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    h.apply_ok(config(vec![single("l", m)])).await;
+
+    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
+    s.write_all(
+        b"POST /q HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let out = read_all(&mut s).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    assert!(
+        out.ends_with("\r\n\r\ncl=None te=Some(\"chunked\") body=hello"),
+        "{out:?}"
+    );
+}
