@@ -911,3 +911,36 @@ async fn a_request_framed_twice_goes_chunked_and_closes_the_connection() {
         "{out:?}"
     );
 }
+
+// ---- 15. HTTP/1.0 clients and pipelining ----
+
+/// An HTTP/1.0 request without `Host` reaches the member as HTTP/1.1 with
+/// the member's address as `Host`, and its connection closes after the
+/// answer (1.0 without keep-alive); two requests written at once on a
+/// keep-alive connection are both answered, in order.
+#[tokio::test]
+async fn http10_clients_and_pipelined_requests() {
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    h.apply_ok(config(vec![single("l", b.addr)])).await;
+
+    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let out = read_all(&mut s).await;
+    assert!(out.starts_with("HTTP/1.0 200"), "{out:?}");
+    assert_eq!(header(&out, "echo-host"), Some(b.addr.to_string().as_str()));
+    assert!(out.ends_with("\r\n\r\nb"), "{out:?}");
+
+    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
+    s.write_all(
+        b"POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none\
+          POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo",
+    )
+    .await
+    .unwrap();
+    let out = read_all(&mut s).await;
+    let first = out.find("b:one").expect("the first answer");
+    let second = out.find("b:two").expect("the second answer");
+    assert!(first < second, "{out:?}");
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out:?}");
+}
