@@ -53,14 +53,7 @@ impl<'a> RequestView<'a> {
     }
 
     fn cookie(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
+        crate::http_headers::request_cookie(self.headers, name)
     }
 }
 

@@ -16,6 +16,7 @@ mod status;
 mod balancer;
 mod client_stream;
 mod http;
+mod http_headers;
 mod io;
 mod l7;
 mod listener;
