@@ -89,6 +89,14 @@ async fn read_all(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Sends `raw` on a new connection to `addr` and reads until the proxy
+/// closes it (see [`read_all`]).
+async fn send_and_read_all(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    read_all(&mut s).await
+}
+
 /// A chunked body, decoded (no trailers, no extensions).
 fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
@@ -630,13 +638,11 @@ async fn two_host_headers_are_refused() {
     let h = Harness::new();
     let b = HttpBackend::start("b").await;
     h.apply_ok(config(vec![single("l", b.addr)])).await;
-    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
-    s.write_all(
+    let out = send_and_read_all(
+        h.addr("l"),
         b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let out = read_all(&mut s).await;
+    .await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
     assert_eq!(b.requests.load(Ordering::SeqCst), 0);
 }
@@ -661,11 +667,11 @@ async fn a_response_with_length_and_chunks_keeps_its_whole_body() {
     .await;
     h.apply_ok(config(vec![single("l", m)])).await;
 
-    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let out = read_all(&mut s).await;
+    let out = send_and_read_all(
+        h.addr("l"),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let (head, body) = out.split_once("\r\n\r\n").expect("a response");
     assert!(head.starts_with("HTTP/1.1 200"), "{out:?}");
     let body = match header(head, "transfer-encoding") {
@@ -709,14 +715,12 @@ async fn a_chunked_get_body_reaches_the_member() {
     .await;
     h.apply_ok(config(vec![single("l", m)])).await;
 
-    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
-    s.write_all(
+    let out = send_and_read_all(
+        h.addr("l"),
         b"GET /q HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
           5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let out = read_all(&mut s).await;
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
     assert!(out.ends_with("\r\n\r\nhello world"), "{out:?}");
 }
@@ -846,17 +850,15 @@ async fn oversized_heads_are_refused_on_either_side() {
         big.push_str(&format!("X-H{i}: v\r\n"));
     }
     big.push_str("\r\n");
-    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
-    s.write_all(big.as_bytes()).await.unwrap();
-    let out = read_all(&mut s).await;
+    let out = send_and_read_all(h.addr("l"), big.as_bytes()).await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
     assert_eq!(seen.load(Ordering::SeqCst), 0);
 
-    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let out = read_all(&mut s).await;
+    let out = send_and_read_all(
+        h.addr("l"),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 502"), "{out:?}");
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
@@ -897,14 +899,12 @@ async fn a_request_framed_twice_goes_chunked_and_closes_the_connection() {
     .await;
     h.apply_ok(config(vec![single("l", m)])).await;
 
-    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
-    s.write_all(
+    let out = send_and_read_all(
+        h.addr("l"),
         b"POST /q HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
           5\r\nhello\r\n0\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let out = read_all(&mut s).await;
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
     assert!(
         out.ends_with("\r\n\r\ncl=None te=Some(\"chunked\") body=hello"),
@@ -924,21 +924,17 @@ async fn http10_clients_and_pipelined_requests() {
     let b = HttpBackend::start("b").await;
     h.apply_ok(config(vec![single("l", b.addr)])).await;
 
-    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
-    let out = read_all(&mut s).await;
+    let out = send_and_read_all(h.addr("l"), b"GET / HTTP/1.0\r\n\r\n").await;
     assert!(out.starts_with("HTTP/1.0 200"), "{out:?}");
     assert_eq!(header(&out, "echo-host"), Some(b.addr.to_string().as_str()));
     assert!(out.ends_with("\r\n\r\nb"), "{out:?}");
 
-    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
-    s.write_all(
+    let out = send_and_read_all(
+        h.addr("l"),
         b"POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none\
           POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo",
     )
-    .await
-    .unwrap();
-    let out = read_all(&mut s).await;
+    .await;
     let first = out.find("b:one").expect("the first answer");
     let second = out.find("b:two").expect("the second answer");
     assert!(first < second, "{out:?}");
