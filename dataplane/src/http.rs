@@ -517,7 +517,7 @@ async fn forward(
     // PROXY pools: from this client connection's private stack.
     let timeouts = routes.config.timeouts;
     let proxy = ProxyVersion::of(pool.config.protocol);
-    let sender = loop {
+    let checkout = loop {
         let member = lease.backend.addr;
         if let Some(log) = log {
             log.set_member(member, &lease.backend.id);
@@ -531,7 +531,7 @@ async fn forward(
             None => &lease.backend.state.idle,
         };
         match member_pool::checkout(idle, key, ctx.ends(), timeouts.member_connect).await {
-            Ok(s) => break s,
+            Ok(c) => break c,
             Err(e) => {
                 tracing::debug!(%member, error = %e, "member connect failed");
                 ctx.shared.stats.member_error();
@@ -557,6 +557,11 @@ async fn forward(
         matches!(persist, Persist::HttpCookie { matched: true }) && tried.len() == 1;
     let counted = log.as_ref().map(|l| l.bytes_in());
     let (req, upload) = member_request(req, ctx, routes, &lease, &persist, upgrade, counted);
+    let again = checkout
+        .stale
+        .then(|| member_pool::resend_copy(&req))
+        .flatten();
+    let sender = checkout.sender;
     let ends = ctx.ends();
     // `timeout_member_data` counts from the last request body bytes sent, if
     // there is a body (an upload may take longer than the timeout). The send
@@ -565,13 +570,13 @@ async fn forward(
     let answered = match &upload {
         None => maybe_timeout(
             timeouts.member_data,
-            member_pool::send(sender, req, key, ends, timeouts.member_connect),
+            member_pool::send(sender, req, again, key, ends, timeouts.member_connect),
         )
         .await
         .ok(),
         Some(up) => tokio::select! {
             biased;
-            r = member_pool::send(sender, req, key, ends, timeouts.member_connect) => Some(r),
+            r = member_pool::send(sender, req, again, key, ends, timeouts.member_connect) => Some(r),
             _ = up.progress.idle(timeouts.member_data) => None,
         },
     };

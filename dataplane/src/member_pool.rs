@@ -96,7 +96,7 @@ impl IdleConns {
     /// open. Connections opened as another key are left in place: in a
     /// client's private stack they are other members' (see the module doc);
     /// in a member's stack, ones to its previous address, left to the reaper.
-    fn pop(&self, key: ConnKey) -> Option<Sender> {
+    fn pop(&self, key: ConnKey) -> Option<(Sender, Duration)> {
         let mut stack = self.lock();
         let mut i = stack.len();
         while i > 0 {
@@ -108,8 +108,9 @@ impl IdleConns {
             if stack[i].key != key {
                 continue;
             }
-            if stack[i].since.elapsed() < MEMBER_IDLE {
-                return stack.remove(i).map(|c| c.sender);
+            let idle_for = stack[i].since.elapsed();
+            if idle_for < MEMBER_IDLE {
+                return stack.remove(i).map(|c| (c.sender, idle_for));
             }
             // This one and everything below it (pushed earlier) are too old.
             stack.drain(..=i);
@@ -161,6 +162,24 @@ pub(crate) enum ConnectError {
     ProxyHeader(io::Error),
 }
 
+/// How long a pooled connection must have been idle before a request sent
+/// on it may be sent again (see [`send`]). A member closes idle connections
+/// after its own keep-alive timeout (seconds, for common servers); a
+/// connection reused sooner than this cannot be meeting that close, and a
+/// busy pool reuses its connections within milliseconds, so most requests
+/// never pay for the copy a second attempt needs (a copy for every request
+/// measured 3 % more instructions per keep-alive request).
+pub(crate) const RESEND_AFTER_IDLE: Duration = Duration::from_millis(250);
+
+/// A connection to send one request on.
+#[derive(Debug)]
+pub(crate) struct Checkout {
+    pub(crate) sender: Sender,
+    /// Taken from the idle stack after at least [`RESEND_AFTER_IDLE`]: the
+    /// member may be closing it as the request goes out.
+    pub(crate) stale: bool,
+}
+
 /// An idle connection from `idle` opened as `key` that is ready for a
 /// request, or a new one (which starts with the PROXY header for `ends` when
 /// `key` asks for one).
@@ -169,20 +188,25 @@ pub(crate) async fn checkout(
     key: ConnKey,
     ends: Ends,
     connect_timeout: Duration,
-) -> Result<Sender, ConnectError> {
-    while let Some(mut sender) = idle.pop(key) {
+) -> Result<Checkout, ConnectError> {
+    while let Some((mut sender, idle_for)) = idle.pop(key) {
         // Ready at once, or as soon as its task has taken in the end of the
         // last exchange: a connection is pooled only once both its request
         // and its response are complete (see `MemberBody`), so nothing else
         // can keep it busy, and a closed one answers with an error. (No timer
         // here: this wait is pending for most requests, briefly.)
         if sender.ready().await.is_ok() {
-            return Ok(sender);
+            let stale = idle_for >= RESEND_AFTER_IDLE;
+            return Ok(Checkout { sender, stale });
         }
     }
     // Boxed: the connect future is large and rarely needed; inline it would
     // grow every request's future (moved several times per request).
-    Box::pin(connect(key, ends, connect_timeout)).await
+    let sender = Box::pin(connect(key, ends, connect_timeout)).await?;
+    Ok(Checkout {
+        sender,
+        stale: false,
+    })
 }
 
 /// Why a request got no response head from its member.
@@ -195,9 +219,15 @@ pub(crate) enum SendError {
     Exchange(hyper::Error),
 }
 
-/// Sends `req` on `sender` and waits for the response head. A request that
-/// was not written because the (pooled) connection had been closed is sent
-/// once more, on a new connection opened as `key`.
+/// Sends `req` on `sender` and waits for the response head.
+///
+/// The request goes once more, on a new connection opened as `key`, when
+/// - it was not written at all because the (pooled) connection had been
+///   closed (hyper hands it back), or
+/// - `again` holds a copy of it (see [`resend_copy`]) and the connection
+///   broke before any answer came: a member's keep-alive close crossing the
+///   request on the way (RFC 9112 §9.3.1 allows retrying an idempotent
+///   request then; nginx's `proxy_next_upstream error` does the same).
 ///
 /// Not an `async fn`: the request goes to hyper before the returned future
 /// exists, so that future does not hold it (an `async fn` keeps its
@@ -206,6 +236,7 @@ pub(crate) enum SendError {
 pub(crate) fn send(
     mut sender: Sender,
     req: Request<RequestBody>,
+    again: Option<Box<Request<RequestBody>>>,
     key: ConnKey,
     ends: Ends,
     connect_timeout: Duration,
@@ -214,15 +245,41 @@ pub(crate) fn send(
     async move {
         // Scoped so that nothing of the first attempt is held while the
         // second runs (boxed: rare, and kept out of every request's future).
-        let again = match answer.await {
+        let retry = match answer.await {
             Ok(resp) => return Ok((resp, sender)),
-            Err(mut e) => match e.take_message() {
-                Some(req) => Box::pin(resend(req, key, ends, connect_timeout)),
-                None => return Err(SendError::Exchange(e.into_error())),
+            Err(mut e) => match (e.take_message(), again) {
+                (Some(req), _) => req,
+                (None, Some(copy)) if broke_before_answer(e.error()) => {
+                    tracing::debug!(member = %key.addr, error = %e.error(),
+                        "reused member connection broke before answering; sending again");
+                    *copy
+                }
+                (None, _) => return Err(SendError::Exchange(e.into_error())),
             },
         };
-        again.await
+        Box::pin(resend(retry, key, ends, connect_timeout)).await
     }
+}
+
+/// A copy of `req` for [`send`] to send again, if it may be: an idempotent
+/// method (RFC 9110 §9.2.2) and no body (a body is streamed from the
+/// client, not kept). Only worth making for a [`Checkout::stale`] connection.
+pub(crate) fn resend_copy(req: &Request<RequestBody>) -> Option<Box<Request<RequestBody>>> {
+    if !req.method().is_idempotent() || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(RequestBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(Box::new(copy))
+}
+
+/// Whether `e` says the connection closed or broke (reset, broken pipe)
+/// before an answer began, rather than that the member answered wrongly.
+fn broke_before_answer(e: &hyper::Error) -> bool {
+    e.is_incomplete_message() || std::error::Error::source(e).is_some_and(|s| s.is::<io::Error>())
 }
 
 /// [`send`]'s second attempt, on a new connection.
@@ -281,7 +338,8 @@ pub(crate) async fn connect(
 /// armed only when the body has to wait.
 #[derive(Debug)]
 pub(crate) struct RequestBody {
-    inner: Incoming,
+    /// `None`: no body (a copy to send again, see [`resend_copy`]).
+    inner: Option<Incoming>,
     counted: Option<Arc<AtomicU64>>,
     upload: Option<Arc<Upload>>,
     stall: Stall,
@@ -338,10 +396,20 @@ impl RequestBody {
             })
         });
         Self {
-            inner,
+            inner: Some(inner),
             counted,
             upload,
             stall: Stall::new(client_data),
+        }
+    }
+
+    /// No body at all.
+    fn empty() -> Self {
+        Self {
+            inner: None,
+            counted: None,
+            upload: None,
+            stall: Stall::new(Duration::ZERO),
         }
     }
 
@@ -360,7 +428,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let res = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        let res = Pin::new(&mut *inner).poll_frame(cx);
         match (&this.upload, &res) {
             (Some(up), Poll::Pending) if this.stall.expired(cx) => {
                 up.client_stalled.store(true, Ordering::Release);
@@ -381,7 +452,7 @@ impl Body for RequestBody {
             match r {
                 Some(Err(_)) => up.client_failed.store(true, Ordering::Release),
                 None => up.sent.store(true, Ordering::Release),
-                Some(Ok(_)) if this.inner.is_end_stream() => up.sent.store(true, Ordering::Release),
+                Some(Ok(_)) if inner.is_end_stream() => up.sent.store(true, Ordering::Release),
                 Some(Ok(_)) => {}
             }
         }
@@ -389,11 +460,14 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Each test pins one behaviour that a plain request/response exchange never
 //! reaches: a member connection still busy with an upload, an upgraded
-//! tunnel, a listener stopped under a client sending half a head, a client
+//! tunnel, a member closing a pooled connection as a request goes out on it,
+//! a listener stopped under a client sending half a head, a client
 //! that stops reading, an upload slower than `timeout_member_data`, a broken
 //! chunked upload, least-connections over a streaming body, two `Host`
 //! headers, a response framed twice, and a `GET` with a chunked body.
@@ -174,6 +175,81 @@ async fn a_member_connection_still_uploading_is_not_reused() {
     assert_eq!((r.status, r.body.as_str()), (200, "fresh"));
     assert_eq!(conns.load(Ordering::SeqCst), 2);
     drop(uploader);
+}
+
+/// A member that closes a connection, unanswered, when a request other than
+/// `GET /warm` comes on it after an earlier one: the close of an idle
+/// keep-alive connection crossing the proxy's next request. Everything else
+/// it answers (keep-alive). Records the request line of every request it
+/// reads.
+async fn closing_member(seen: Arc<std::sync::Mutex<Vec<String>>>) -> SocketAddr {
+    member_serving(move |mut s| {
+        let seen = seen.clone();
+        async move {
+            let mut first = true;
+            while let Some((head, _)) = read_head(&mut s).await {
+                let line = head.lines().next().unwrap_or_default().to_string();
+                if !first && !line.starts_with("GET /warm ") {
+                    seen.lock().unwrap().push(line);
+                    return;
+                }
+                seen.lock().unwrap().push(line);
+                first = false;
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                if s.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// A pooled connection that the member closes as a request goes out on it
+/// (after sitting idle): a bodiless idempotent request is sent once more on
+/// a new connection and answered; a `POST`, or a request with a body, is not
+/// (502), and the member sees it once.
+#[tokio::test]
+async fn a_keep_alive_close_crossing_an_idempotent_request_sends_it_again() {
+    let h = Harness::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let m = closing_member(seen.clone()).await;
+    h.apply_ok(config(vec![single("l", m)])).await;
+
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("GET /get", b"", "HTTP/1.1 200"),
+        ("DELETE /delete", b"", "HTTP/1.1 200"),
+        ("POST /post", b"", "HTTP/1.1 502"),
+        ("PUT /put", b"body", "HTTP/1.1 502"),
+    ];
+    for (line, body, status) in cases {
+        // A fresh member connection, answered and pooled; then idle past the
+        // point where the proxy keeps a copy to send again (250 ms): time
+        // passing is the condition here.
+        let warm = send_and_read_all(
+            h.addr("l"),
+            b"GET /warm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(warm.starts_with("HTTP/1.1 200"), "{warm:?}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        seen.lock().unwrap().clear();
+
+        let mut raw = format!(
+            "{line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body);
+        let answer = send_and_read_all(h.addr("l"), &raw).await;
+        assert!(answer.starts_with(status), "{line}: {answer:?}");
+        let times = match status {
+            "HTTP/1.1 200" => 2,
+            _ => 1,
+        };
+        let expected = vec![format!("{line} HTTP/1.1"); times];
+        assert_eq!(*seen.lock().unwrap(), expected, "{line}");
+    }
 }
 
 // ---- 2. upgrade tunnels ----
