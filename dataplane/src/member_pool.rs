@@ -224,7 +224,7 @@ pub(crate) enum SendError {
 /// The request goes once more, on a new connection opened as `key`, when
 /// - it was not written at all because the (pooled) connection had been
 ///   closed (hyper hands it back), or
-/// - `again` holds a copy of it (see [`resend_copy`]) and the connection
+/// - `again` holds a copy of it (see [`with_resend_copy`]) and the connection
 ///   broke before any answer came: a member's keep-alive close crossing the
 ///   request on the way (RFC 9112 §9.3.1 allows retrying an idempotent
 ///   request then; nginx's `proxy_next_upstream error` does the same).
@@ -261,19 +261,22 @@ pub(crate) fn send(
     }
 }
 
-/// A copy of `req` for [`send`] to send again, if it may be: an idempotent
-/// method (RFC 9110 §9.2.2) and no body (a body is streamed from the
-/// client, not kept). Only worth making for a [`Checkout::stale`] connection.
-pub(crate) fn resend_copy(req: &Request<RequestBody>) -> Option<Box<Request<RequestBody>>> {
-    if !req.method().is_idempotent() || !req.body().is_end_stream() {
-        return None;
+/// `req`, and for a [`Checkout::stale`] connection a copy of it for [`send`]
+/// to send again, if it may be: an idempotent method (RFC 9110 §9.2.2) and
+/// no body (a body is streamed from the client, not kept).
+pub(crate) fn with_resend_copy(
+    req: Request<RequestBody>,
+    stale: bool,
+) -> (Request<RequestBody>, Option<Box<Request<RequestBody>>>) {
+    if !stale || !req.method().is_idempotent() || !req.body().is_end_stream() {
+        return (req, None);
     }
     let mut copy = Request::new(RequestBody::empty());
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
-    Some(Box::new(copy))
+    (req, Some(Box::new(copy)))
 }
 
 /// Whether `e` says the connection closed or broke (reset, broken pipe)
@@ -338,7 +341,7 @@ pub(crate) async fn connect(
 /// armed only when the body has to wait.
 #[derive(Debug)]
 pub(crate) struct RequestBody {
-    /// `None`: no body (a copy to send again, see [`resend_copy`]).
+    /// `None`: no body (a copy to send again, see [`with_resend_copy`]).
     inner: Option<Incoming>,
     counted: Option<Arc<AtomicU64>>,
     upload: Option<Arc<Upload>>,
