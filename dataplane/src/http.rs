@@ -743,7 +743,7 @@ fn unanswered(
 /// address), the persistence cookie out, the listener's `insert_headers`
 /// in, origin-form target, HTTP/1.1, and a body of unknown length chunked.
 /// Also the upload's state, for a request that has a body. (Not part of
-/// `forward`'s future: nothing here waits.)
+/// `handle`'s future: nothing here waits.)
 fn member_request(
     req: Request<Incoming>,
     ctx: &ConnCtx,
