@@ -25,7 +25,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -234,12 +234,13 @@ async fn serve_connection(
     // `timeout client`; responses are written only while one is). One timer
     // per connection (hyper's header-read timeout armed one per request),
     // started once the connection first waits on its client (see `drive`).
-    let idle = activity.idle(client_data);
-    let watched = &*activity;
+    //
     // Boxed: hyper's connection state (and HTTP/2's, larger still) is
     // allocated only once the client has sent something, so a connection
     // that waits for its first bytes holds a small task, and spawning one
-    // copies less.
+    // copies less. The connection and the idle timeout are made and pinned
+    // in place inside the box (passed by value, each would be held twice
+    // more in the futures that drive them).
     let res = match protocol {
         ClientProtocol::Http1 => {
             Box::pin(async move {
@@ -250,14 +251,15 @@ async fn serve_connection(
                 // unregistered, see `client_stream`). A client that leaves
                 // meanwhile is noticed when the response is written.
                 // No timer: the only HTTP/1 timeout hyper would run (the
-                // header read) is off; `idle` above does that job.
-                let conn = http1::Builder::new()
+                // header read) is off; `idle` does that job.
+                let conn = pin!(http1::Builder::new()
                     .keep_alive(true)
                     .half_close(true)
                     .header_read_timeout(None)
                     .serve_connection(io, service)
-                    .with_upgrades();
-                until_stopped(conn, &mut stop, watched, true, idle, |c| {
+                    .with_upgrades());
+                let idle = pin!(activity.idle(client_data));
+                until_stopped(conn, &mut stop, &activity, true, idle, |c| {
                     c.graceful_shutdown()
                 })
                 .await
@@ -266,10 +268,11 @@ async fn serve_connection(
         }
         ClientProtocol::Http2 => {
             Box::pin(async move {
-                let conn = http2::Builder::new(TokioExecutor::new())
+                let conn = pin!(http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
-                    .serve_connection(io, service);
-                until_stopped(conn, &mut stop, watched, false, idle, |c| {
+                    .serve_connection(io, service));
+                let idle = pin!(activity.idle(client_data));
+                until_stopped(conn, &mut stop, &activity, false, idle, |c| {
                     c.graceful_shutdown()
                 })
                 .await
@@ -291,19 +294,18 @@ async fn serve_connection(
 /// `lazy`: the idle timeout starts only once the connection waits on its
 /// client (see [`drive`]). Only for HTTP/1, where requests end while the
 /// connection is polled; HTTP/2 streams end in tasks of their own.
-async fn until_stopped<C>(
-    conn: C,
+async fn until_stopped<C, I>(
+    mut conn: Pin<&mut C>,
     stop: &mut watch::Receiver<bool>,
     activity: &Activity,
     lazy: bool,
-    idle: impl Future<Output = ()>,
+    mut idle: Pin<&mut I>,
     graceful_shutdown: impl FnOnce(Pin<&mut C>),
 ) -> Result<(), hyper::Error>
 where
     C: Future<Output = Result<(), hyper::Error>>,
+    I: Future<Output = ()>,
 {
-    tokio::pin!(conn);
-    tokio::pin!(idle);
     let mut timing = !lazy;
     let idled = || {
         tracing::debug!("client connection idle for timeout_client_data: closed");
