@@ -230,9 +230,10 @@ pub(crate) enum SendError {
 ///   request then; nginx's `proxy_next_upstream error` does the same).
 ///
 /// Not an `async fn`: the request goes to hyper before the returned future
-/// exists, so that future does not hold it (an `async fn` keeps its
-/// arguments for its whole life, and this future lives inside every
-/// request's).
+/// exists, so that future does not hold it, and hyper's future is polled in
+/// place in [`Sending`] (an `async fn` keeps its arguments for its whole life
+/// and an `async` block moves a future it awaits, while this future lives
+/// inside every request's).
 pub(crate) fn send(
     mut sender: Sender,
     req: Request<RequestBody>,
@@ -240,24 +241,74 @@ pub(crate) fn send(
     key: ConnKey,
     ends: Ends,
     connect_timeout: Duration,
-) -> impl Future<Output = Result<(Response<Incoming>, Sender), SendError>> {
-    let answer = sender.try_send_request(req);
-    async move {
-        // Scoped so that nothing of the first attempt is held while the
-        // second runs (boxed: rare, and kept out of every request's future).
-        let retry = match answer.await {
-            Ok(resp) => return Ok((resp, sender)),
-            Err(mut e) => match (e.take_message(), again) {
+) -> Sending<impl Future<Output = HyperAnswer>> {
+    Sending {
+        first: sender.try_send_request(req),
+        rest: Some(Rest {
+            sender,
+            again,
+            key,
+            ends,
+            connect_timeout,
+        }),
+        second: None,
+    }
+}
+
+/// What hyper answers to a request on one connection.
+type HyperAnswer =
+    Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<RequestBody>>>;
+
+/// [`send`]'s second attempt, boxed: rare, and kept out of every request's
+/// future.
+type SecondAttempt =
+    Pin<Box<dyn Future<Output = Result<(Response<Incoming>, Sender), SendError>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// [`send`]'s future: hyper's answer on the first connection, then,
+    /// rarely, a second attempt on a new one.
+    pub(crate) struct Sending<F> {
+        #[pin]
+        first: F,
+        // Taken when `first` is done.
+        rest: Option<Rest>,
+        second: Option<SecondAttempt>,
+    }
+}
+
+/// What [`Sending`] needs once hyper has answered.
+struct Rest {
+    sender: Sender,
+    again: Option<Box<Request<RequestBody>>>,
+    key: ConnKey,
+    ends: Ends,
+    connect_timeout: Duration,
+}
+
+impl<F: Future<Output = HyperAnswer>> Future for Sending<F> {
+    type Output = Result<(Response<Incoming>, Sender), SendError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(second) = this.second.as_mut() {
+            return second.as_mut().poll(cx);
+        }
+        let answer = std::task::ready!(this.first.poll(cx));
+        let rest = this.rest.take().expect("Sending polled after completion");
+        let retry = match answer {
+            Ok(resp) => return Poll::Ready(Ok((resp, rest.sender))),
+            Err(mut e) => match (e.take_message(), rest.again) {
                 (Some(req), _) => req,
                 (None, Some(copy)) if broke_before_answer(e.error()) => {
-                    tracing::debug!(member = %key.addr, error = %e.error(),
+                    tracing::debug!(member = %rest.key.addr, error = %e.error(),
                         "reused member connection broke before answering; sending again");
                     *copy
                 }
-                (None, _) => return Err(SendError::Exchange(e.into_error())),
+                (None, _) => return Poll::Ready(Err(SendError::Exchange(e.into_error()))),
             },
         };
-        Box::pin(resend(retry, key, ends, connect_timeout)).await
+        let second = resend(retry, rest.key, rest.ends, rest.connect_timeout);
+        this.second.insert(Box::pin(second)).as_mut().poll(cx)
     }
 }
 
