@@ -7,10 +7,12 @@
 #
 # The proxy under test runs pinned to PROXY_CPU (default 0), single-threaded
 # (HAProxy nbthread 1, Fulcrum --workers 1); wrk, iperf3, nginx and the idle
-# connection client run on LOAD_CPU (default 1). Within each repetition the two
+# connection client run on LOAD_CPU (default 1). Within each repetition the
 # proxies run back to back (order alternates between repetitions), each started
-# fresh. The table prints medians over the repetitions and the ratio
-# Fulcrum/HAProxy. Raw values: $OUT/results.tsv (kept, path printed at the end).
+# fresh: HAProxy, Fulcrum, nginx (reference proxy, L7) and HAProxy as Octavia
+# configures it (some L7 scenarios). The table prints medians over the
+# repetitions and the ratio Fulcrum/HAProxy. Raw values: $OUT/results.tsv (kept,
+# path printed at the end).
 #
 # Only 127.0.0.1 is used. Only processes started here are stopped, by PID.
 set -euo pipefail
@@ -24,7 +26,10 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-18080}
 SCENARIOS=${SCENARIOS:-"l7_13 l7_64k l4_13 l7_close lat1 iperf1 iperf8 rss_l7 rss_l4"}
-PROXIES=${PROXIES:-"haproxy fulcrum nginx"}   # nginx: reference proxy, L7 scenarios only
+# nginx: reference proxy, L7 scenarios only. haproxy_octavia: HAProxy as
+# Octavia's amphora template configures it, on OCTAVIA_SCENARIOS only.
+PROXIES=${PROXIES:-"haproxy fulcrum nginx haproxy_octavia"}
+OCTAVIA_SCENARIOS=${OCTAVIA_SCENARIOS:-"l7_13 l7_close"}
 HOST_RULE=app.example
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -278,12 +283,23 @@ cfg = {"listeners": [
 json.dump(cfg, open(sys.argv[1], "w"), indent=1)
 EOF
 
+# HAProxy as Octavia's amphora template (combined_listeners/templates/base.j2)
+# configures it: its defaults (retries, redispatch, splice, keep-alive) and no
+# `http-reuse` line, so HAProxy's default `safe` applies: the first request of
+# every client connection goes over a member connection of its own, never an
+# idle one of another client's (logging stays off, as for the others).
+sed -e '/^    http-reuse always$/d' -e '/^# Fulcrum pools member connections/d' \
+    -e 's/^    timeout server 50s$/    timeout server 50s\n    retries 3\n    option redispatch\n    option splice-request\n    option splice-response\n    option http-keep-alive/' \
+    "$WORK/haproxy.cfg" >"$WORK/haproxy_octavia.cfg"
+grep -q 'http-reuse' "$WORK/haproxy_octavia.cfg" && die "haproxy_octavia.cfg still sets http-reuse"
+grep -q 'option http-keep-alive' "$WORK/haproxy_octavia.cfg" || die "haproxy_octavia.cfg lacks Octavia's defaults"
+
 PROXY_PID=
-start_proxy() {  # start_proxy haproxy|fulcrum|nginx
+start_proxy() {  # start_proxy haproxy|haproxy_octavia|fulcrum|nginx
     local ports=("$L7_PORT" "$L4_PORT" "$IPERF_PROXY_PORT")
     case $1 in
-    haproxy)
-        taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+    haproxy | haproxy_octavia)
+        taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
         PROXY_PID=$!
         ;;
     fulcrum)
@@ -441,6 +457,7 @@ for sc in $SCENARIOS; do
         ((rep % 2 == 0)) && order=$(printf '%s\n' $PROXIES | tac | tr '\n' ' ')
         for px in $order; do
             [[ $px == nginx && $sc != l7_* && $sc != lat1 && $sc != rss_l7 ]] && continue
+            [[ $px == haproxy_octavia && " $OCTAVIA_SCENARIOS " != *" $sc "* ]] && continue
             start_proxy "$px"
             run_scenario "$sc" "$px" "$rep"
             stop_proxy

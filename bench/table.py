@@ -4,8 +4,9 @@
 Each line of results.tsv: scenario, metric, proxy, repetition, value.
 The table shows the median over repetitions per proxy and the ratio
 Fulcrum/HAProxy; when nginx ran as the reference proxy (L7 scenarios), its
-median and nginx/HAProxy follow. `--reps` adds every repetition's value (the
-spread).
+median and nginx/HAProxy follow; when HAProxy also ran as Octavia configures
+it (`haproxy_octavia`), its median and Fulcrum/that follow. `--reps` adds
+every repetition's value (the spread).
 """
 import statistics
 import sys
@@ -79,6 +80,7 @@ def main():
         return statistics.median(vals) if vals else None
 
     has_nginx = any(p == "nginx" for (_, _, p) in data)
+    has_octavia = any(p == "haproxy_octavia" for (_, _, p) in data)
 
     def ratio(a, b):
         return a / b if b and a is not None else None
@@ -95,23 +97,28 @@ def main():
             verdict = f">= {goal:g}  " + ("ok" if r >= goal else "MISS")
         else:
             verdict = f"<= {goal:g}  " + ("ok" if r <= goal else "MISS")
+        o = median(sc, metric, "haproxy_octavia")
+        fo = ratio(f, o)
         reps = ""
         if show_reps:
-            for tag, p in (("H", "haproxy"), ("F", "fulcrum"), ("N", "nginx")):
+            for tag, p in (("H", "haproxy"), ("F", "fulcrum"), ("N", "nginx"), ("Ho", "haproxy_octavia")):
                 if data.get((sc, metric, p)):
                     reps += f"  {tag} " + "/".join(fmt(v) for _, v in sorted(data[(sc, metric, p)]))
         if "{conns}" in label:
             label = label.format(conns=f"{median(sc, 'conns', 'haproxy') or median(sc, 'conns', 'fulcrum') or 0:,.0f}")
         nr = ratio(n, h)
         rows.append((label, fmt(h), fmt(f), fmt(r) if r is not None else "-", verdict,
-                     fmt(n) if n is not None else "", fmt(nr) if nr is not None else "", reps))
+                     fmt(n) if n is not None else "", fmt(nr) if nr is not None else "",
+                     fmt(o) if o is not None else "", fmt(fo) if fo is not None else "", reps))
     for sc, metric in INFO:
         for m, what in ((metric, "proxy core busy %"), ("load_cpu_pct", "load core busy %"),
                         ("segs_per_req", "TCP segments per request")):
             h, f, n = (median(sc, m, p) for p in ("haproxy", "fulcrum", "nginx"))
             if h is None and f is None:
                 continue
-            rows.append((f"{sc}: {what}", fmt(h), fmt(f), "", "(info)", fmt(n) if n is not None else "", "", ""))
+            o = median(sc, m, "haproxy_octavia")
+            rows.append((f"{sc}: {what}", fmt(h), fmt(f), "", "(info)", fmt(n) if n is not None else "", "",
+                         fmt(o) if o is not None else "", "", ""))
     errs = {(sc, p): sum(v for _, v in vals) for (sc, m, p), vals in data.items() if m == "errors"}
 
     w = max(len(r[0]) for r in rows) if rows else 10
@@ -121,12 +128,17 @@ def main():
     if has_nginx:
         head += f" {'nginx':>9} | {'N/H':>5} |"
         rule += f"{'-' * 11}|{'-' * 7}|"
+    if has_octavia:
+        head += f" {'H Octavia':>9} | {'F/Ho':>5} |"
+        rule += f"{'-' * 11}|{'-' * 7}|"
     print(head)
     print(rule)
-    for label, h, f, r, verdict, n, nr, reps in rows:
+    for label, h, f, r, verdict, n, nr, o, fo, reps in rows:
         line = f"| {label:<{w}} | {h:>9} | {f:>9} | {r:>5} | {verdict:<13} |"
         if has_nginx:
             line += f" {n:>9} | {nr:>5} |"
+        if has_octavia:
+            line += f" {o:>9} | {fo:>5} |"
         print(line + reps)
     bad = {k: v for k, v in errs.items() if v}
     if bad:
@@ -134,7 +146,9 @@ def main():
               + ", ".join(f"{sc}/{p}: {v:.0f}" for (sc, p), v in sorted(bad.items())))
     n = max((len(v) for v in data.values()), default=0)
     print(f"\nmedians of {n} repetition(s); F/H < 1 is better for CPU, latency and RSS, > 1 for req/s and Gbit/s"
-          + ("; nginx (reference proxy, L7 only) and N/H = nginx/HAProxy." if has_nginx else "."))
+          + ("; nginx (reference proxy, L7 only) and N/H = nginx/HAProxy" if has_nginx else "")
+          + ("; H Octavia = HAProxy as Octavia's amphora configures it (http-reuse safe),"
+             " F/Ho = Fulcrum/that" if has_octavia else "") + ".")
 
 
 if __name__ == "__main__":
