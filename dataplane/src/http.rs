@@ -20,7 +20,10 @@
 //! request has not been sent and its body not read, so it is retried once on
 //! another member (counted in `member_errors`); a pooled connection that the
 //! member closed before the request was written is replaced by a new one to
-//! the same member. A request that reached a member is never retried.
+//! the same member. A request that reached a member is sent again only when
+//! it is idempotent, has no body, and went out on a connection idle long
+//! enough to be meeting the member's keep-alive close (see
+//! [`member_pool::send`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -418,7 +421,8 @@ fn handle(
                 member_request(req, &ctx, &routes, &lease, &persist, upgrade, counted);
             // Taken and given back, not borrowed: a local borrowed anywhere is
             // kept in the future across every later await.
-            let (req, again) = member_pool::with_resend_copy(req, checkout.stale);
+            let (req, again) =
+                member_pool::with_resend_copy(req, checkout.stale, &ctx.shared.stats);
             let (sender, ends) = (checkout.sender, ctx.ends());
             let timeouts = routes.config.timeouts;
             // `timeout_member_data` counts from the last request body bytes
@@ -743,11 +747,16 @@ fn unanswered(
             },
         );
     }
-    if matches!(e, member_pool::SendError::Connect(_)) {
-        ctx.shared.stats.member_error();
-    }
     tracing::debug!(%member, error = %e, "member request failed");
-    note(log, Termination::MemberReset);
+    let termination = match e {
+        // A pooled connection had closed, and no new one could be opened.
+        member_pool::SendError::Connect(_) => {
+            ctx.shared.stats.member_error();
+            Termination::MemberConnectFailed
+        }
+        member_pool::SendError::Exchange(_) => Termination::MemberReset,
+    };
+    note(log, termination);
     error(ctx, StatusCode::BAD_GATEWAY)
 }
 

@@ -48,6 +48,7 @@ use crate::balancer::MemberState;
 use crate::io::{maybe_timeout, Activity};
 use crate::pool::Lease;
 use crate::proxy_protocol::ProxyVersion;
+use crate::status::StatsCounters;
 
 /// How long an idle member connection is kept.
 pub(crate) const MEMBER_IDLE: Duration = Duration::from_secs(30);
@@ -225,9 +226,10 @@ pub(crate) enum SendError {
 /// - it was not written at all because the (pooled) connection had been
 ///   closed (hyper hands it back), or
 /// - `again` holds a copy of it (see [`with_resend_copy`]) and the connection
-///   broke before any answer came: a member's keep-alive close crossing the
-///   request on the way (RFC 9112 §9.3.1 allows retrying an idempotent
-///   request then; nginx's `proxy_next_upstream error` does the same).
+///   broke before a whole response head came: a member's keep-alive close
+///   crossing the request on the way (RFC 9112 §9.3.1 allows retrying an
+///   idempotent request then; nginx's `proxy_next_upstream error` does the
+///   same). That counts as a failed attempt in the listener's `member_errors`.
 ///
 /// Not an `async fn`: the request goes to hyper before the returned future
 /// exists, so that future does not hold it, and hyper's future is polled in
@@ -237,7 +239,7 @@ pub(crate) enum SendError {
 pub(crate) fn send(
     mut sender: Sender,
     req: Request<RequestBody>,
-    again: Option<Box<Request<RequestBody>>>,
+    again: Option<Box<Resend>>,
     key: ConnKey,
     ends: Ends,
     connect_timeout: Duration,
@@ -279,7 +281,7 @@ pin_project_lite::pin_project! {
 /// What [`Sending`] needs once hyper has answered.
 struct Rest {
     sender: Sender,
-    again: Option<Box<Request<RequestBody>>>,
+    again: Option<Box<Resend>>,
     key: ConnKey,
     ends: Ends,
     connect_timeout: Duration,
@@ -299,10 +301,11 @@ impl<F: Future<Output = HyperAnswer>> Future for Sending<F> {
             Ok(resp) => return Poll::Ready(Ok((resp, rest.sender))),
             Err(mut e) => match (e.take_message(), rest.again) {
                 (Some(req), _) => req,
-                (None, Some(copy)) if broke_before_answer(e.error()) => {
+                (None, Some(again)) if broke_before_answer(e.error()) => {
                     tracing::debug!(member = %rest.key.addr, error = %e.error(),
                         "reused member connection broke before answering; sending again");
-                    *copy
+                    again.stats.member_error();
+                    again.copy
                 }
                 (None, _) => return Poll::Ready(Err(SendError::Exchange(e.into_error()))),
             },
@@ -312,13 +315,22 @@ impl<F: Future<Output = HyperAnswer>> Future for Sending<F> {
     }
 }
 
+/// A request [`send`] may send again, and where to count that.
+pub(crate) struct Resend {
+    copy: Request<RequestBody>,
+    stats: Arc<StatsCounters>,
+}
+
 /// `req`, and for a [`Checkout::stale`] connection a copy of it for [`send`]
 /// to send again, if it may be: an idempotent method (RFC 9110 §9.2.2) and
-/// no body (a body is streamed from the client, not kept).
+/// no body (a body is streamed from the client, not kept). The copy has the
+/// method, target, version and headers; not the extensions, which hyper's
+/// HTTP/1 client reads only for header case, a setting this proxy leaves off.
 pub(crate) fn with_resend_copy(
     req: Request<RequestBody>,
     stale: bool,
-) -> (Request<RequestBody>, Option<Box<Request<RequestBody>>>) {
+    stats: &Arc<StatsCounters>,
+) -> (Request<RequestBody>, Option<Box<Resend>>) {
     if !stale || !req.method().is_idempotent() || !req.body().is_end_stream() {
         return (req, None);
     }
@@ -327,11 +339,13 @@ pub(crate) fn with_resend_copy(
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
-    (req, Some(Box::new(copy)))
+    let stats = stats.clone();
+    (req, Some(Box::new(Resend { copy, stats })))
 }
 
 /// Whether `e` says the connection closed or broke (reset, broken pipe)
-/// before an answer began, rather than that the member answered wrongly.
+/// before a whole response head came (hyper does not tell whether part of
+/// one had), rather than that the member answered wrongly.
 fn broke_before_answer(e: &hyper::Error) -> bool {
     e.is_incomplete_message() || std::error::Error::source(e).is_some_and(|s| s.is::<io::Error>())
 }

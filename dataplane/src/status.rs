@@ -54,8 +54,9 @@ pub struct ListenerStats {
     /// Connections or requests that could not be fulfilled (no member,
     /// member failure, malformed request, refused by limit or CIDR).
     pub request_errors: u64,
-    /// Failed attempts to reach a member (connection refused or timed out),
-    /// including those that were retried on another member and succeeded.
+    /// Failed attempts to reach a member (connection refused or timed out, or
+    /// a reused connection that broke before answering), including those that
+    /// were retried and succeeded.
     #[serde(default)]
     pub member_errors: u64,
 }

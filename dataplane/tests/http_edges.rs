@@ -216,13 +216,15 @@ async fn a_keep_alive_close_crossing_an_idempotent_request_sends_it_again() {
     let m = closing_member(seen.clone()).await;
     h.apply_ok(config(vec![single("l", m)])).await;
 
-    let cases: [(&str, &[u8], &str); 4] = [
-        ("GET /get", b"", "HTTP/1.1 200"),
-        ("DELETE /delete", b"", "HTTP/1.1 200"),
-        ("POST /post", b"", "HTTP/1.1 502"),
-        ("PUT /put", b"body", "HTTP/1.1 502"),
+    // (request line, body, answer, member_errors after it: a broken attempt
+    // sent again counts)
+    let cases: [(&str, &[u8], &str, u64); 4] = [
+        ("GET /get", b"", "HTTP/1.1 200", 1),
+        ("DELETE /delete", b"", "HTTP/1.1 200", 2),
+        ("POST /post", b"", "HTTP/1.1 502", 2),
+        ("PUT /put", b"body", "HTTP/1.1 502", 2),
     ];
-    for (line, body, status) in cases {
+    for (line, body, status, member_errors) in cases {
         // A fresh member connection, answered and pooled; then idle past the
         // point where the proxy keeps a copy to send again (250 ms): time
         // passing is the condition here.
@@ -249,6 +251,7 @@ async fn a_keep_alive_close_crossing_an_idempotent_request_sends_it_again() {
         };
         let expected = vec![format!("{line} HTTP/1.1"); times];
         assert_eq!(*seen.lock().unwrap(), expected, "{line}");
+        assert_eq!(h.dp.stats()["l"].member_errors, member_errors, "{line}");
     }
 }
 
