@@ -1234,13 +1234,23 @@ impl Drop for Lab {
         for ns in self.namespaces.iter().rev() {
             let _ = ip_output(&["netns", "del", ns]);
         }
-        if std::thread::panicking() || std::env::var_os("FULCRUM_CHAOS_KEEP").is_some() {
+        let keep_all = std::env::var_os("FULCRUM_CHAOS_KEEP").is_some();
+        if std::thread::panicking() || keep_all {
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
-                say(&format!(
-                    "chaos lab: kept logs and data in {}",
-                    kept.display()
-                ));
+                // A failed test keeps what explains it (configs, logs), not
+                // the RocksDB data dirs (tens of MB per node), which would
+                // fill the disk over many failed runs.
+                let what = match keep_all {
+                    true => "logs and data",
+                    false => {
+                        for n in &self.nodes {
+                            let _ = std::fs::remove_dir_all(kept.join(format!("data{}", n.id)));
+                        }
+                        "configs and logs (FULCRUM_CHAOS_KEEP=1 keeps the data dirs too)"
+                    }
+                };
+                say(&format!("chaos lab: kept {what} in {}", kept.display()));
             }
         }
     }
