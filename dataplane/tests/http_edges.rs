@@ -255,6 +255,44 @@ async fn a_keep_alive_close_crossing_an_idempotent_request_sends_it_again() {
     }
 }
 
+/// The same close crossing a `GET`, from a member that has also stopped
+/// listening: sending again needs a new connection, which is refused. The
+/// client gets 502, and both failed attempts count as member errors.
+#[tokio::test]
+async fn a_request_sent_again_to_a_member_that_went_away_gets_502() {
+    let h = Harness::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let m = listener.local_addr().unwrap();
+    let member = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let first = read_head(&mut s).await.expect("the warm-up request");
+        assert!(first.0.starts_with("GET /warm "), "{first:?}");
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        s.write_all(ok).await.unwrap();
+        let second = read_head(&mut s).await.expect("the request");
+        drop(listener);
+        drop(s);
+        second.0
+    });
+    h.apply_ok(config(vec![single("l", m)])).await;
+
+    let warm = b"GET /warm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = send_and_read_all(h.addr("l"), warm).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    // Idle past the point where the proxy keeps a copy to send again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let get = b"GET /get HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = send_and_read_all(h.addr("l"), get).await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer:?}");
+    assert!(member.await.unwrap().starts_with("GET /get "));
+    let stats = &h.dp.stats()["l"];
+    assert_eq!(
+        (stats.member_errors, stats.request_errors),
+        (2, 1),
+        "{stats:?}"
+    );
+}
+
 // ---- 2. upgrade tunnels ----
 
 /// A member that switches every connection to `websocket` and then echoes.
