@@ -143,3 +143,84 @@ async fn proxy_pool_on_a_udp_listener_is_refused_and_the_old_config_keeps_servin
     let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
     assert_eq!(ask(&c, h.addr("u"), "still").await, "a:still");
 }
+
+/// A UDP member that answers `<size>` with one datagram of that many bytes
+/// (a repeating pattern), and `burst <count>` with that many datagrams
+/// `0`, `1`, ... in order.
+async fn sizing_backend() -> SocketAddr {
+    let s = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = s.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = s.recv_from(&mut buf).await {
+            let ask = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let replies: Vec<Vec<u8>> = match ask.strip_prefix("burst ") {
+                Some(count) => (0..count.parse::<usize>().unwrap())
+                    .map(|i| i.to_string().into_bytes())
+                    .collect(),
+                None => vec![pattern(ask.parse().unwrap())],
+            };
+            for r in replies {
+                let _ = s.send_to(&r, from).await;
+            }
+        }
+    });
+    addr
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Member datagrams reach the client whole, from one byte to the largest
+/// IPv4 UDP payload, and a burst longer than one wake-up's batch arrives
+/// complete and in order; `bytes_out` counts every byte.
+#[tokio::test]
+async fn member_datagrams_of_every_size_and_bursts_arrive_whole() {
+    let h = Harness::new();
+    let m = sizing_backend().await;
+    let p = pool(
+        "p",
+        PoolProtocol::Udp,
+        LbAlgorithm::RoundRobin,
+        vec![member("m", m)],
+    );
+    h.apply_ok(config(vec![listener("u", ListenerProtocol::Udp, Some(p))]))
+        .await;
+    let vip = h.addr("u");
+    let client = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let mut expected_out = 0;
+    for size in [1usize, 1472, 9000, 65_507] {
+        client
+            .send_to(size.to_string().as_bytes(), vip)
+            .await
+            .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf))
+            .await
+            .expect("a reply")
+            .unwrap();
+        assert_eq!(n, size);
+        assert!(
+            buf[..n] == pattern(size)[..],
+            "the {size}-byte datagram changed"
+        );
+        expected_out += size as u64;
+    }
+    client.send_to(b"burst 200", vip).await.unwrap();
+    for i in 0..200 {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf))
+            .await
+            .expect("every datagram of the burst")
+            .unwrap();
+        assert_eq!(&buf[..n], i.to_string().as_bytes());
+        expected_out += n as u64;
+    }
+    // Counted just after each send, so possibly a moment after the client has it.
+    wait_for(
+        "bytes_out counts every byte",
+        Duration::from_secs(5),
+        || async { h.dp.stats()["u"].bytes_out == expected_out },
+    )
+    .await;
+}
