@@ -12,8 +12,9 @@
 //!   a quorum acknowledged a heartbeat sent within `lease`. A follower's: the leader granted
 //!   a lease request sent within `lease` (the raft crate's follower leases: dated from the
 //!   send time, so it runs out before the leader, counting from the receipt, calls the node
-//!   gone), and this node applied the commit index that grant carried (so a node back from a
-//!   pause or a partition never acts on a placement made while it was away). On losing the
+//!   gone), and this node applied the log index that grant carried (the leader's last, so a
+//!   node back from a pause, a partition or a restart never acts on a placement made while
+//!   it was away, even one not committed yet when the grant was made). On losing the
 //!   lease the node releases at once. A VIP taken from a node that may still hold it is held
 //!   only `handover` (one lease) after the move was applied here: a previous owner that
 //!   still hears the leader applies the same move and lets go, and one that does not loses
@@ -239,7 +240,7 @@ pub fn plan(mut load: BTreeMap<u64, usize>, to_place: &[Placement]) -> HashMap<S
 ///
 /// Owners the leader finds silent are released through lease revocation instead (see
 /// `place`): a node that merely looks silent may have lease requests queued behind a stall
-/// of the leader itself, which must not be granted with a commit index from before the move.
+/// of the leader itself, which must not be granted with a log index from before the move.
 pub fn released_by_deposed(
     status: &ClusterStatus,
     deposed: Option<u64>,
@@ -293,7 +294,7 @@ fn silent_owners(
 
 /// Whether this node's lease is valid now (see the module doc): for the leader a quorum
 /// acknowledged it within `lease`; for others the leader granted a renewal requested within
-/// `lease` whose commit index this node has applied (the raft crate reports only such
+/// `lease` whose log index this node has applied (the raft crate reports only such
 /// grants).
 pub fn lease_valid(status: &ClusterStatus, lease: Duration) -> bool {
     let single_voter = status.voters.len() == 1 && status.voters.contains_key(&status.node_id);
@@ -647,7 +648,7 @@ mod tests {
             membership_committed: true,
             replication: Some(BTreeMap::new()),
             lease_age: Some(Duration::ZERO),
-            lease_commit: None,
+            lease_log_index: None,
         }
     }
 
@@ -658,13 +659,13 @@ mod tests {
         status.role = Role::Follower;
         status.leader_id = Some(1);
         status.lease_age = Some(Duration::from_millis(30));
-        status.lease_commit = Some(10);
+        status.lease_log_index = Some(10);
         status.last_applied = 10;
         assert!(lease_valid(&status, lease));
         status.lease_age = Some(lease);
         assert!(!lease_valid(&status, lease), "grant too old");
         status.lease_age = None;
-        status.lease_commit = None;
+        status.lease_log_index = None;
         assert!(!lease_valid(&status, lease), "never granted");
         // The leader's lease is its quorum's acknowledgement alone.
         status.role = Role::Leader;

@@ -1,10 +1,11 @@
 //! Follower leases: proof, measured on the follower's own clock, that the leader heard from
-//! it recently and what the leader had committed then.
+//! it recently and how far the leader's log reached then.
 //!
 //! Every heartbeat interval a follower (or learner) asks the leader it follows to renew its
 //! lease. The leader grants only while it is the sole leader (a quorum acknowledged it within
-//! the Raft leader lease), records when it received the request, and answers with its commit
-//! index. The follower dates the grant from when it *sent* the request, which is before the
+//! the Raft leader lease), records when it received the request, and answers with its last
+//! log index (committed or not: a grant counts only once the follower has applied that far,
+//! so the follower has seen every decision the leader took before granting). The follower dates the grant from when it *sent* the request, which is before the
 //! leader received it: a lease of `L` measured from the send time ends before `L` measured
 //! from the receipt. So if the leader treats a node as gone only after hearing no request
 //! for longer than `L`, the node's lease has run out by then, whatever the delays or losses
@@ -25,8 +26,8 @@ pub(crate) struct Grant {
     /// The granting leader and its term.
     pub(crate) leader: u64,
     pub(crate) term: u64,
-    /// The leader's commit index when it granted.
-    pub(crate) commit: u64,
+    /// The leader's last log index when it granted.
+    pub(crate) log_index: u64,
 }
 
 /// Grants remembered on the follower side (a few leases' worth at one per heartbeat).
@@ -69,17 +70,17 @@ impl Leases {
         }
     }
 
-    /// The grant the lease stands on: the newest from `leader` in `term` whose commit index
-    /// this node has applied (`applied`). A newer grant whose commit is not applied yet does
+    /// The grant the lease stands on: the newest from `leader` in `term` whose log index
+    /// this node has applied (`applied`). A newer grant whose index is not applied yet does
     /// not end the lease an older one gives, so the lease does not flicker while applying
-    /// trails the leader's commits by a few entries; after a pause all older grants have
-    /// run out and the node must apply the new grant's commit first.
+    /// trails the leader's log by a few entries; after a pause all older grants have run
+    /// out and the node must apply the new grant's index first.
     pub(crate) fn grant_from(&self, leader: u64, term: u64, applied: u64) -> Option<Grant> {
         let grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
         grants
             .iter()
             .rev()
-            .find(|g| g.leader == leader && g.term == term && g.commit <= applied)
+            .find(|g| g.leader == leader && g.term == term && g.log_index <= applied)
             .copied()
     }
 
@@ -165,27 +166,27 @@ mod tests {
     fn grants_are_kept_newest_first_and_per_leader_term() {
         let leases = Leases::default();
         let t0 = Instant::now();
-        let grant = |sent_at, leader, term, commit| Grant {
+        let grant = |sent_at, leader, term, log_index| Grant {
             sent_at,
             leader,
             term,
-            commit,
+            log_index,
         };
         leases.granted(grant(t0 + Duration::from_millis(10), 1, 3, 7));
         // A late answer to an older request is ignored.
         leases.granted(grant(t0, 1, 3, 5));
-        assert_eq!(leases.grant_from(1, 3, 7).map(|g| g.commit), Some(7));
+        assert_eq!(leases.grant_from(1, 3, 7).map(|g| g.log_index), Some(7));
         assert_eq!(leases.grant_from(1, 4, 7), None);
         assert_eq!(leases.grant_from(2, 3, 7), None);
-        // A newer grant whose commit is not applied yet leaves the older one standing.
+        // A newer grant whose index is not applied yet leaves the older one standing.
         leases.granted(grant(t0 + Duration::from_millis(20), 1, 3, 9));
-        assert_eq!(leases.grant_from(1, 3, 8).map(|g| g.commit), Some(7));
-        assert_eq!(leases.grant_from(1, 3, 9).map(|g| g.commit), Some(9));
+        assert_eq!(leases.grant_from(1, 3, 8).map(|g| g.log_index), Some(7));
+        assert_eq!(leases.grant_from(1, 3, 9).map(|g| g.log_index), Some(9));
         assert_eq!(leases.grant_from(1, 3, 6), None);
         // A grant from a new term replaces the old leader's.
         leases.granted(grant(t0 + Duration::from_millis(30), 2, 4, 12));
         assert_eq!(leases.grant_from(1, 3, 20), None);
-        assert_eq!(leases.grant_from(2, 4, 20).map(|g| g.commit), Some(12));
+        assert_eq!(leases.grant_from(2, 4, 20).map(|g| g.log_index), Some(12));
 
         assert!(leases.requested(5, 3, false, Instant::now()));
         assert!(matches!(leases.request_ages(5, 3), (Some(_), None)));

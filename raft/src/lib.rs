@@ -195,11 +195,11 @@ pub struct ClusterStatus {
     pub replication: Option<BTreeMap<u64, PeerProgress>>,
     /// Lease input for fencing: on the leader, time since the send time of the last
     /// heartbeat a quorum acknowledged; on a follower or learner, time since it sent the
-    /// newest lease request the current leader granted with a commit index this node has
-    /// applied (so its state includes every decision the leader took before granting).
-    /// `None` if never.
+    /// newest lease request the current leader granted with a log index this node has
+    /// applied (so its state includes every decision the leader took before granting,
+    /// committed then or not). `None` if never.
     pub lease_age: Option<Duration>,
-    /// On a follower or learner: the commit index of that grant (at most `last_applied`).
+    /// On a follower or learner: the log index of that grant (at most `last_applied`).
     /// `None` on the leader.
-    pub lease_commit: Option<u64>,
+    pub lease_log_index: Option<u64>,
 }

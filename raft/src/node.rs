@@ -351,9 +351,11 @@ impl<A: App> RaftNode<A> {
         self.inner.shared.applied_tx.subscribe()
     }
 
-    /// Leader side of a lease renewal (see the lease module): grants, returning the commit
+    /// Leader side of a lease renewal (see the lease module): grants, returning the last log
     /// index, only to a member, while this node leads `term` and a quorum acknowledged it
-    /// within the Raft leader lease, so no other node can be leading.
+    /// within the Raft leader lease, so no other node can be leading. The last log index,
+    /// not the commit index: a decision proposed but not yet committed (a VIP moved away
+    /// from the asking node) must be applied there before the grant counts.
     pub(crate) fn grant_lease(&self, node_id: u64, term: u64, holding: bool) -> Option<u64> {
         let received = Instant::now();
         let metrics_rx = self.inner.raft.metrics();
@@ -376,7 +378,7 @@ impl<A: App> RaftNode<A> {
             && m.last_quorum_acked
                 .as_ref()
                 .is_some_and(|t| openraft::Instant::elapsed(&**t) < leader_lease);
-        sole_leader.then(|| m.local_committed.as_ref().map_or(0, |l| l.index))
+        sole_leader.then(|| m.last_log_index.unwrap_or(0))
     }
 
     /// On the leader: stops granting leases to those of `nodes` that sent it no lease
@@ -397,7 +399,7 @@ impl<A: App> RaftNode<A> {
     }
 
     /// Grants leases to `nodes` again (after what was moved away from them committed: new
-    /// grants carry a commit index that includes the move).
+    /// grants carry a log index that includes the move).
     pub fn restore_leases(&self, nodes: &[u64]) {
         self.inner.leases.restore(nodes);
     }
@@ -445,7 +447,7 @@ impl<A: App> RaftNode<A> {
                 })
                 .collect()
         });
-        let (lease_age, lease_commit) = if role == Role::Leader {
+        let (lease_age, lease_log_index) = if role == Role::Leader {
             let age = m
                 .last_quorum_acked
                 .as_ref()
@@ -456,7 +458,10 @@ impl<A: App> RaftNode<A> {
             let grant = m
                 .current_leader
                 .and_then(|l| self.inner.leases.grant_from(l, m.current_term, applied));
-            (grant.map(|g| g.sent_at.elapsed()), grant.map(|g| g.commit))
+            (
+                grant.map(|g| g.sent_at.elapsed()),
+                grant.map(|g| g.log_index),
+            )
         };
         ClusterStatus {
             node_id: self.inner.id,
@@ -474,7 +479,7 @@ impl<A: App> RaftNode<A> {
                 == m.committed_membership_config.log_id(),
             replication,
             lease_age,
-            lease_commit,
+            lease_log_index,
         }
     }
 
@@ -962,7 +967,7 @@ async fn renew_leases<A: App>(inner: Weak<Inner<A>>) {
                             sent_at,
                             leader,
                             term,
-                            commit: resp.commit_index,
+                            log_index: resp.log_index,
                         });
                     }
                 }

@@ -184,10 +184,10 @@ impl<A: App> RaftPeer for PeerService<A> {
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
         let req = request.into_inner();
-        let commit = self.node.grant_lease(req.node_id, req.term, req.holding);
+        let index = self.node.grant_lease(req.node_id, req.term, req.holding);
         Ok(Response::new(pb::LeaseResponse {
-            granted: commit.is_some(),
-            commit_index: commit.unwrap_or(0),
+            granted: index.is_some(),
+            log_index: index.unwrap_or(0),
         }))
     }
 

@@ -168,7 +168,7 @@ async fn three_nodes_forward_read_failover_catch_up() {
     let repl = st.replication.expect("leader has replication progress");
     assert_eq!(repl.len(), 2, "{repl:?}");
     // Followers renew their leases with the leader every heartbeat: each holds a grant
-    // carrying a commit index it has applied or will, and the leader saw each ask.
+    // carrying a log index it has applied (so committed), and the leader saw each ask.
     let deadline = std::time::Instant::now() + T;
     loop {
         let leader_status = nodes[(leader - 1) as usize].node.status();
@@ -182,7 +182,7 @@ async fn three_nodes_forward_read_failover_catch_up() {
             let s = n.node.status();
             s.leader_id == Some(leader)
                 && s.lease_age.is_some_and(|a| a < Duration::from_secs(2))
-                && s.lease_commit
+                && s.lease_log_index
                     .is_some_and(|c| c <= leader_status.committed_index.unwrap_or(0))
         });
         if asked && granted {
