@@ -201,8 +201,10 @@ async fn relay_back(
     loop {
         tokio::select! {
             readable = upstream.readable() => {
+                // Only a runtime shutting down fails the wait: end the flow
+                // rather than spin on it.
                 if readable.is_err() {
-                    continue;
+                    break;
                 }
                 // What is there, up to a batch (then the wait above, which
                 // counts against the task's budget, lets other tasks run); a
