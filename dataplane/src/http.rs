@@ -52,7 +52,7 @@ use crate::http_headers::{
     append_forwarded_for, remove_cookie, request_cookie, response_cookie, strip_hop_by_hop,
     upgrade_requested,
 };
-use crate::io::{maybe_timeout, Activity, Busy, Metered};
+use crate::io::{maybe_timeout, Activity, Busy, Metered, ReusedTimer};
 use crate::l7::{self, RequestView};
 use crate::listener::{ListenerShared, RouteAction, Routes};
 use crate::member_pool::{self, Checkout, ConnKey, Ends, IdleConns, MemberBody, RequestBody};
@@ -163,6 +163,9 @@ struct ConnCtx {
     _guard: ActiveGuard,
     /// The client connection's idle timeout (`timeout_client_data`).
     client_data: Duration,
+    /// HTTP/1 (one request at a time): the timer of `timeout_member_data`,
+    /// reused by request after request. HTTP/2 streams each arm their own.
+    member_wait: Option<ReusedTimer>,
 }
 
 impl ConnCtx {
@@ -234,6 +237,7 @@ fn serve_connection(
             private: std::sync::OnceLock::new(),
             _guard: guard,
             client_data,
+            member_wait: matches!(protocol, ClientProtocol::Http1).then(ReusedTimer::default),
         });
         let busy_on = activity.clone();
         let service = service_fn(move |req| handle(req, ctx.clone(), busy_on.busy()));
@@ -427,16 +431,32 @@ fn handle(
             let timeouts = routes.config.timeouts;
             // `timeout_member_data` counts from the last request body bytes
             // sent, if there is a body (an upload may take longer than the
-            // timeout). The send is made in each arm, not bound before: the
-            // future then holds one of them, not both.
-            let answered = match &upload {
-                None => maybe_timeout(
+            // timeout); without a body, on HTTP/1, it runs on the connection's
+            // reused timer. The send is made in each arm, not bound before:
+            // the future then holds one of them, not all.
+            let answered = match (&upload, &ctx.member_wait) {
+                (None, Some(timer)) => {
+                    timer
+                        .limit(
+                            timeouts.member_data,
+                            member_pool::send(
+                                sender,
+                                req,
+                                again,
+                                key,
+                                ends,
+                                timeouts.member_connect,
+                            ),
+                        )
+                        .await
+                }
+                (None, None) => maybe_timeout(
                     timeouts.member_data,
                     member_pool::send(sender, req, again, key, ends, timeouts.member_connect),
                 )
                 .await
                 .ok(),
-                Some(up) => tokio::select! {
+                (Some(up), _) => tokio::select! {
                     biased;
                     r = member_pool::send(sender, req, again, key, ends, timeouts.member_connect) => Some(r),
                     _ = up.progress.idle(timeouts.member_data) => None,

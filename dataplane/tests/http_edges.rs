@@ -561,6 +561,86 @@ async fn member_data_counts_from_the_last_upload_bytes() {
     );
 }
 
+/// On a keep-alive connection each request's `timeout_member_data` counts
+/// from that request's start, though the connection keeps one timer for all
+/// of them: a request still waiting when an earlier request's deadline comes
+/// is not failed by it, after a 504 the next request has its full time, and
+/// a limit shortened by a reconfiguration holds at once.
+#[tokio::test]
+async fn member_data_counts_from_each_requests_start_on_a_keep_alive_connection() {
+    let h = Harness::new();
+    let limit = Duration::from_millis(400);
+    // Answers `GET /wait/<ms>` after that many milliseconds, keep-alive.
+    let m = member_serving(|mut s| async move {
+        while let Some((head, _)) = read_head(&mut s).await {
+            let ms = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.strip_prefix("/wait/"))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if s.write_all(ok).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let mut l = single("l", m);
+    l.timeouts.member_data = Duration::from_secs(60);
+    h.apply_ok(config(vec![l.clone()])).await;
+    let mut c = TcpStream::connect(h.addr("l")).await.unwrap();
+    // One request on `c`: its status line and how long it took.
+    async fn ask(c: &mut TcpStream, wait_ms: u64) -> (String, Duration) {
+        let start = Instant::now();
+        let req = format!("GET /wait/{wait_ms} HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.write_all(req.as_bytes()).await.unwrap();
+        let (head, mut body) = response_head(c).await;
+        let len: usize = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+        let mut buf = [0u8; 512];
+        while body.len() < len {
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the proxy closed mid-body");
+            body.extend_from_slice(&buf[..n]);
+        }
+        let status = head.lines().next().unwrap_or_default().to_string();
+        (status, start.elapsed())
+    }
+
+    // A first request under a 60 s limit; then the limit becomes 400 ms
+    // (the listener keeps its socket and this connection).
+    let (status, _) = ask(&mut c, 0).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    l.timeouts.member_data = limit;
+    h.apply_ok(config(vec![l])).await;
+
+    // The second request is still waiting when the first one's deadline
+    // (400 ms after the first started) comes: it is answered.
+    for _ in 0..2 {
+        let (status, took) = ask(&mut c, 250).await;
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "{status} after {took:?}"
+        );
+    }
+    // A member slower than the limit: 504, the limit after this request's start.
+    let (status, took) = ask(&mut c, 2_000).await;
+    assert!(status.starts_with("HTTP/1.1 504"), "{status}");
+    assert!(
+        took >= limit - Duration::from_millis(5) && took < limit * 3,
+        "{took:?}"
+    );
+    // The same client connection goes on, each request with its full time.
+    for _ in 0..2 {
+        let (status, took) = ask(&mut c, 250).await;
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "{status} after {took:?}"
+        );
+    }
+}
+
 // ---- 6. a broken upload is the client's fault ----
 
 /// A client whose chunked upload breaks (invalid chunk framing) mid-body is
