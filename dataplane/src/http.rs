@@ -52,7 +52,7 @@ use crate::http_headers::{
     append_forwarded_for, remove_cookie, request_cookie, response_cookie, strip_hop_by_hop,
     upgrade_requested,
 };
-use crate::io::{maybe_timeout, Activity, Busy, Metered, ReusedTimer};
+use crate::io::{maybe_timeout, Activity, Busy, Metered, ReusedTimer, SideWaker};
 use crate::l7::{self, RequestView};
 use crate::listener::{ListenerShared, RouteAction, Routes};
 use crate::member_pool::{self, Checkout, ConnKey, Ends, IdleConns, MemberBody, RequestBody};
@@ -325,49 +325,83 @@ where
     I: Future<Output = ()>,
 {
     let mut timing = !lazy;
+    let side = SideWaker::new();
     let idled = || {
         tracing::debug!("client connection idle for timeout_client_data: closed");
         Ok(())
     };
-    tokio::select! {
-        biased;
-        res = drive(conn.as_mut(), idle.as_mut(), activity, &mut timing) => {
-            return res.unwrap_or_else(idled);
-        }
-        _ = crate::io::stopped(stop) => {}
+    let stopped = pin!(crate::io::stopped(stop));
+    match drive(
+        conn.as_mut(),
+        idle.as_mut(),
+        stopped,
+        activity,
+        &mut timing,
+        &side,
+    )
+    .await
+    {
+        Ended::Conn(res) => return res,
+        Ended::Idle => return idled(),
+        Ended::Stopped => {}
     }
     // In-flight requests finish; a client that sends half a head, or stops
     // reading, still meets the idle timeout.
     graceful_shutdown(conn.as_mut());
-    drive(conn, idle, activity, &mut timing)
-        .await
-        .unwrap_or_else(idled)
+    let never = pin!(std::future::pending());
+    match drive(conn, idle, never, activity, &mut timing, &side).await {
+        Ended::Conn(res) => res,
+        Ended::Idle | Ended::Stopped => idled(),
+    }
 }
 
-/// Polls a client connection and its idle timeout: the connection's end, or
-/// `None` when `idle` completed first. The timeout is polled (its timer
-/// started) only from the first time the connection waits on its client
-/// (`timing`): a connection whose one request came with it and that closes
-/// after the response never starts a timer (its request has timeouts of its
-/// own). On HTTP/1, everything that makes a connection wait on its client
-/// (a response done, a write that blocks) happens while it is polled here.
-async fn drive<C, I>(
+/// How [`drive`] ended.
+enum Ended {
+    /// The connection did, with this.
+    Conn(Result<(), hyper::Error>),
+    /// The idle timeout ran out first.
+    Idle,
+    /// The stop signal came first.
+    Stopped,
+}
+
+/// Polls a client connection, its idle timeout and a stop signal until one
+/// of them completes. The two beside the connection are polled only when
+/// one of them woke the task (see [`SideWaker`]). The timeout is polled (its
+/// timer started) only from the first time the connection waits on its
+/// client (`timing`): a connection whose one request came with it and that
+/// closes after the response never starts a timer (its request has timeouts
+/// of its own). On HTTP/1, everything that makes a connection wait on its
+/// client (a response done, a write that blocks) happens while it is polled
+/// here.
+async fn drive<C, I, S>(
     mut conn: Pin<&mut C>,
     mut idle: Pin<&mut I>,
+    mut stop: Pin<&mut S>,
     activity: &Activity,
     timing: &mut bool,
-) -> Option<Result<(), hyper::Error>>
+    side: &SideWaker,
+) -> Ended
 where
     C: Future<Output = Result<(), hyper::Error>>,
     I: Future<Output = ()>,
+    S: Future<Output = ()>,
 {
     std::future::poll_fn(|cx| {
         if let Poll::Ready(res) = conn.as_mut().poll(cx) {
-            return Poll::Ready(Some(res));
+            return Poll::Ready(Ended::Conn(res));
         }
-        *timing = *timing || activity.waits_on_peer();
-        if *timing && idle.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
+        if !*timing && activity.waits_on_peer() {
+            *timing = true;
+            side.nudge(); // the timeout's first poll starts its timer
+        }
+        if let Some(mut side_cx) = side.woken(cx) {
+            if *timing && idle.as_mut().poll(&mut side_cx).is_ready() {
+                return Poll::Ready(Ended::Idle);
+            }
+            if stop.as_mut().poll(&mut side_cx).is_ready() {
+                return Poll::Ready(Ended::Stopped);
+            }
         }
         Poll::Pending
     })
