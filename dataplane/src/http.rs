@@ -56,7 +56,7 @@ use crate::io::{maybe_timeout, Activity, Busy, Metered, ReusedTimer, SideWaker};
 use crate::l7::{self, RequestView};
 use crate::listener::{ListenerShared, RouteAction, Routes};
 use crate::member_pool::{self, Checkout, ConnKey, Ends, IdleConns, MemberBody, RequestBody};
-use crate::pool::{Lease, PoolRuntime};
+use crate::pool::{Lease, PoolRuntime, Tried};
 use crate::proxy_protocol::ProxyVersion;
 use crate::status::ActiveGuard;
 
@@ -437,7 +437,7 @@ fn handle(
                 Ok(pool) => pool,
                 Err(own) => break 'answer own.response(&ctx),
             };
-            let mut tried = Vec::with_capacity(CONNECT_ATTEMPTS);
+            let mut tried = Tried::default();
             let Some((lease, persist)) = choose_member(pool, req.headers(), ctx.peer, &mut tried)
             else {
                 note(&mut log, Termination::NoMember);
@@ -610,7 +610,7 @@ fn choose_member<'a>(
     pool: &'a PoolRuntime,
     headers: &HeaderMap,
     peer: SocketAddr,
-    tried: &mut Vec<usize>,
+    tried: &mut Tried,
 ) -> Option<(Lease, Persist<'a>)> {
     match &pool.config.session_persistence {
         Some(SessionPersistence::HttpCookie) => {
@@ -645,7 +645,7 @@ async fn connect_member(
     ctx: &ConnCtx,
     routes: &Routes,
     mut lease: Lease,
-    tried: &mut Vec<usize>,
+    tried: &mut Tried,
     log: &mut Option<Box<HttpLog>>,
 ) -> Result<(Checkout, Lease, ConnKey), Response<Body>> {
     let timeouts = routes.config.timeouts;

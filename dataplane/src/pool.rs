@@ -140,12 +140,17 @@ impl PoolRuntime {
 
     /// Picks a member for a client, skipping members already tried.
     /// `None` when the pool is disabled or has no usable member left.
-    pub(crate) fn pick(&self, client: SocketAddr, tried: &mut Vec<usize>) -> Option<Lease> {
+    pub(crate) fn pick(&self, client: SocketAddr, tried: &mut Tried) -> Option<Lease> {
         if !self.config.admin_state_up {
             return None;
         }
         let eligible = self.eligible.load();
-        let i = eligible.pick(self.config.lb_algorithm, &self.counter, client, tried)?;
+        let i = eligible.pick(
+            self.config.lb_algorithm,
+            &self.counter,
+            client,
+            tried.as_slice(),
+        )?;
         tried.push(i);
         Some(Lease::new(eligible.members()[i].clone()))
     }
@@ -153,7 +158,7 @@ impl PoolRuntime {
     /// Picks a member for a client, honouring `SOURCE_IP` persistence: a
     /// client stuck to a usable member gets it (on the first attempt); otherwise
     /// the algorithm picks and the client is stuck to that member.
-    pub(crate) fn pick_for(&self, client: SocketAddr, tried: &mut Vec<usize>) -> Option<Lease> {
+    pub(crate) fn pick_for(&self, client: SocketAddr, tried: &mut Tried) -> Option<Lease> {
         let Some(Stick::SourceIp { table, mask }) = self.stick.as_deref() else {
             return self.pick(client, tried);
         };
@@ -237,5 +242,46 @@ impl PoolRuntime {
 impl Drop for PoolRuntime {
     fn drop(&mut self) {
         self.stop_monitor();
+    }
+}
+/// The members already tried for one request or connection (indices into
+/// the pool's eligible members), kept inline: callers try a few at most, and
+/// a `Vec` here was an allocation per request.
+#[derive(Debug, Default)]
+pub(crate) struct Tried {
+    picked: [usize; Tried::CAPACITY],
+    len: usize,
+}
+
+impl Tried {
+    /// More than any caller tries (HTTP: 2 connects after a persistence
+    /// pick, TCP: 3).
+    const CAPACITY: usize = 4;
+
+    /// Adds a member; beyond [`Self::CAPACITY`] it is not remembered.
+    pub(crate) fn push(&mut self, i: usize) {
+        debug_assert!(
+            self.len < Self::CAPACITY,
+            "more members tried than expected"
+        );
+        if let Some(slot) = self.picked.get_mut(self.len) {
+            *slot = i;
+            self.len += 1;
+        }
+    }
+
+    /// The members tried, in order.
+    pub(crate) fn as_slice(&self) -> &[usize] {
+        &self.picked[..self.len]
+    }
+
+    /// How many were tried.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none was.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }

@@ -43,6 +43,7 @@ use tokio::sync::watch;
 use crate::access_log::{note, ConnLog, Termination};
 use crate::io::{maybe_timeout, Activity};
 use crate::listener::{ListenerShared, Routes};
+use crate::pool::Tried;
 use crate::proxy_protocol::ProxyVersion;
 use crate::splice::Pipe;
 use crate::status::ActiveGuard;
@@ -109,7 +110,7 @@ async fn proxy(
         note(&mut log, Termination::ClientAbort);
         return;
     }
-    let mut tried = Vec::with_capacity(CONNECT_ATTEMPTS);
+    let mut tried = Tried::default();
     let (member, _lease) = loop {
         let Some(lease) = pool.pick_for(peer, &mut tried) else {
             tracing::debug!(listener = %cfg.id, %peer, "no usable member");

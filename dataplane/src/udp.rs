@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use crate::access_log::{note, ConnLog, Termination};
 use crate::io::{stopped, Activity};
 use crate::listener::ListenerShared;
+use crate::pool::Tried;
 use crate::status::ActiveGuard;
 
 const MAX_DATAGRAM: usize = 65_535;
@@ -90,7 +91,7 @@ async fn start_flow(
         shared.stats.error();
         return None;
     };
-    let Some(lease) = pool.pick_for(peer, &mut Vec::new()) else {
+    let Some(lease) = pool.pick_for(peer, &mut Tried::default()) else {
         note(&mut log, Termination::NoMember);
         shared.stats.error();
         return None;
