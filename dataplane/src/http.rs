@@ -713,6 +713,9 @@ impl Exchange<'_> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = self.client_upgrade {
                 let member_upgrade = hyper::upgrade::on(&mut resp);
+                if let Some(timer) = &ctx.member_wait {
+                    timer.clear();
+                }
                 let tunnel = Tunnel {
                     _conn: ctx.clone(),
                     _lease: self.lease,

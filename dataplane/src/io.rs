@@ -257,11 +257,20 @@ pub(crate) fn maybe_timeout<F: std::future::Future>(
 /// request that waits arms it, and it is moved on only when it runs out,
 /// instead of a timer armed and cancelled for every request (the timer
 /// wheel's insert and removal were 3 % of the instructions of a keep-alive
-/// request). Made on first use, so an idle connection holds none.
+/// request). Made when a request first waits, so a connection that never
+/// forwarded one holds none; then kept, armed for the last request's
+/// deadline (it wakes the connection once for nothing then), until the
+/// connection ends or [`Self::clear`] drops it.
 #[derive(Debug, Default)]
 pub(crate) struct ReusedTimer(std::sync::Mutex<Option<Pin<Box<tokio::time::Sleep>>>>);
 
 impl ReusedTimer {
+    /// Drops the timer (a connection that becomes a tunnel sends no more
+    /// requests).
+    pub(crate) fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
     /// `fut`'s output, or `None` if `fut` is not done `limit` after it was
     /// first polled (zero: no limit). One such future at a time per timer.
     pub(crate) fn limit<F: std::future::Future>(&self, limit: Duration, fut: F) -> Within<'_, F> {

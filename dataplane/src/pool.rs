@@ -244,6 +244,7 @@ impl Drop for PoolRuntime {
         self.stop_monitor();
     }
 }
+
 /// The members already tried for one request or connection (indices into
 /// the pool's eligible members), kept inline: callers try a few at most, and
 /// a `Vec` here was an allocation per request.
@@ -254,8 +255,8 @@ pub(crate) struct Tried {
 }
 
 impl Tried {
-    /// More than any caller tries (HTTP: 2 connects after a persistence
-    /// pick, TCP: 3).
+    /// More than any caller tries (HTTP: 2, the first pick included; TCP: 3;
+    /// UDP: 1).
     const CAPACITY: usize = 4;
 
     /// Adds a member; beyond [`Self::CAPACITY`] it is not remembered.

@@ -615,8 +615,8 @@ async fn member_data_counts_from_each_requests_start_on_a_keep_alive_connection(
     l.timeouts.member_data = limit;
     h.apply_ok(config(vec![l])).await;
 
-    // The second request is still waiting when the first one's deadline
-    // (400 ms after the first started) comes: it is answered.
+    // The second of these is still waiting when the first one's deadline
+    // (400 ms after the first of them started) comes: it is answered.
     for _ in 0..2 {
         let (status, took) = ask(&mut c, 250).await;
         assert!(
