@@ -140,6 +140,24 @@ def main():
         if has_octavia:
             line += f" {o:>9} | {fo:>5} |"
         print(line + reps)
+    # Each repetition runs the proxies back to back, so the ratio within a
+    # repetition is less affected by the machine getting busier or quieter
+    # during the run than the ratio of the medians.
+    paired = []
+    for sc, metric, label, _, _ in ROWS:
+        if metric not in ("cpu_us_per_req", "cpu_s_per_gib"):
+            continue
+        h = dict(data.get((sc, metric, "haproxy"), []))
+        f = dict(data.get((sc, metric, "fulcrum"), []))
+        rs = [f[r] / h[r] for r in sorted(h) if r in f and h[r] > 0]
+        if len(rs) >= 2:
+            lower = sum(1 for x in rs if x < 1)
+            paired.append(f"{label}: {statistics.median(rs):.2f}"
+                          f" (Fulcrum lower in {lower} of {len(rs)} repetitions)")
+    if paired:
+        print("\npaired F/H, the median of the ratios within each repetition:")
+        for line in paired:
+            print(f"  {line}")
     bad = {k: v for k, v in errs.items() if v}
     if bad:
         print("\nerrors (socket errors + non-2xx) summed over repetitions: "
