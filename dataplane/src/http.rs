@@ -52,13 +52,14 @@ use crate::http_headers::{
     append_forwarded_for, remove_cookie, request_cookie, response_cookie, strip_hop_by_hop,
     upgrade_requested,
 };
-use crate::io::{maybe_timeout, Activity, Busy, Metered, ReusedTimer, SideWaker};
+use crate::io::{Activity, Busy, Metered};
 use crate::l7::{self, RequestView};
 use crate::listener::{ListenerShared, RouteAction, Routes};
 use crate::member_pool::{self, Checkout, ConnKey, Ends, IdleConns, MemberBody, RequestBody};
 use crate::pool::{Lease, PoolRuntime, Tried};
 use crate::proxy_protocol::ProxyVersion;
 use crate::status::ActiveGuard;
+use crate::wait::{maybe_timeout, ReusedTimer, SideWaker};
 
 type Body = Either<MemberBody, Full<Bytes>>;
 
@@ -112,7 +113,7 @@ pub(crate) async fn serve(
     loop {
         let first = tokio::select! {
             accepted = acceptor.accept() => accepted,
-            _ = crate::io::stopped(&mut stop) => break,
+            _ = crate::wait::stopped(&mut stop) => break,
         };
         // Then take what else is already waiting, up to a batch, before
         // looking at `stop` again (a wake-up per connection costs more).
@@ -213,7 +214,7 @@ fn serve_connection(
         let sniffed = tokio::select! {
             biased;
             p = stream.sniff(client_data) => p,
-            _ = crate::io::stopped(&mut stop) => return,
+            _ = crate::wait::stopped(&mut stop) => return,
         };
         let protocol = match sniffed {
             Ok(p) => p,
@@ -330,7 +331,7 @@ where
         tracing::debug!("client connection idle for timeout_client_data: closed");
         Ok(())
     };
-    let stopped = pin!(crate::io::stopped(stop));
+    let stopped = pin!(crate::wait::stopped(stop));
     match drive(
         conn.as_mut(),
         idle.as_mut(),

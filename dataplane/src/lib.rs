@@ -27,6 +27,7 @@ mod proxy_protocol;
 mod splice;
 mod tcp;
 mod udp;
+mod wait;
 
 pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use config::*;

@@ -45,10 +45,11 @@ use tokio::net::TcpStream;
 use crate::access_log::{self, HttpLog, Termination};
 #[cfg(doc)]
 use crate::balancer::MemberState;
-use crate::io::{maybe_timeout, Activity};
+use crate::io::Activity;
 use crate::pool::Lease;
 use crate::proxy_protocol::ProxyVersion;
 use crate::status::StatsCounters;
+use crate::wait::maybe_timeout;
 
 /// How long an idle member connection is kept.
 pub(crate) const MEMBER_IDLE: Duration = Duration::from_secs(30);

@@ -41,12 +41,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::access_log::{note, ConnLog, Termination};
-use crate::io::{maybe_timeout, Activity};
+use crate::io::Activity;
 use crate::listener::{ListenerShared, Routes};
 use crate::pool::Tried;
 use crate::proxy_protocol::ProxyVersion;
 use crate::splice::Pipe;
 use crate::status::ActiveGuard;
+use crate::wait::maybe_timeout;
 
 /// Connect attempts per client connection (haproxy's `retries 3`).
 const CONNECT_ATTEMPTS: usize = 3;
@@ -75,7 +76,7 @@ pub(crate) async fn serve(
                 let Some((routes, guard)) = shared.admit(peer) else { continue };
                 tokio::spawn(proxy(stream, peer, routes, shared.clone(), guard));
             }
-            _ = crate::io::stopped(&mut stop) => break,
+            _ = crate::wait::stopped(&mut stop) => break,
         }
     }
 }

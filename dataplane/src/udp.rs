@@ -17,10 +17,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::access_log::{note, ConnLog, Termination};
-use crate::io::{stopped, Activity};
+use crate::io::Activity;
 use crate::listener::ListenerShared;
 use crate::pool::Tried;
 use crate::status::ActiveGuard;
+use crate::wait::stopped;
 
 const MAX_DATAGRAM: usize = 65_535;
 const DEFAULT_IDLE: Duration = Duration::from_secs(60);
