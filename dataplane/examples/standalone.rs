@@ -9,9 +9,12 @@
 //! or SIGINT, when listeners stop accepting and the process exits with 0.
 //! Exits with 1 when the file cannot be read or parsed, or a listener fails.
 //!
-//! `--workers N` sets the tokio worker threads (default: available cores);
-//! the benchmark in `bench/` runs it with `--workers 1` under `taskset -c 0`.
+//! `--workers N` sets the data plane's worker threads (default: available
+//! cores), as the node's `[dataplane] workers` does; `apply` and the health
+//! monitors run on a current-thread runtime of their own. The benchmark in
+//! `bench/` runs it with `--workers 1` under `taskset -c 0`.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,14 +29,14 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "usage: standalone [--workers N] CONFIG.json";
 
 fn main() -> ExitCode {
-    let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut workers = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
     let mut path = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "-w" | "--workers" => match args.next().and_then(|v| v.parse::<usize>().ok()) {
-                Some(n) if n > 0 => workers = n,
-                _ => {
+            "-w" | "--workers" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) => workers = n,
+                None => {
                     eprintln!("--workers needs a positive number\n{USAGE}");
                     return ExitCode::from(2);
                 }
@@ -63,8 +66,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -74,13 +76,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(config));
+    let code = runtime.block_on(run(config, workers));
     // Connections still draining are cut here; the listeners are already closed.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
 }
 
-async fn run(config: DataplaneConfig) -> ExitCode {
+async fn run(config: DataplaneConfig, workers: NonZeroUsize) -> ExitCode {
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -92,9 +94,15 @@ async fn run(config: DataplaneConfig) -> ExitCode {
         }
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let dataplane = Dataplane::new(async move {
+    let dataplane = match Dataplane::with_workers(workers, async move {
         let _ = stop_rx.await;
-    });
+    }) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let protocols: Vec<(String, String)> = config
         .listeners
         .iter()

@@ -329,7 +329,10 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn pair() -> (ClientStream, TcpStream) {
-        let listener = crate::listener::bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let socket = crate::listener::bind_tcp("127.0.0.1:0".parse().unwrap(), 1)
+            .unwrap()
+            .remove(0);
+        let listener = crate::listener::tokio_tcp(socket).unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = Acceptor::new(listener).unwrap();
         let client = TcpStream::connect(addr).await.unwrap();

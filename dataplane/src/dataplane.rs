@@ -16,6 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -32,6 +33,7 @@ use crate::listener::{self, ListenerShared, RouteAction, Routes};
 use crate::pool::PoolRuntime;
 use crate::proxy_protocol::ProxyVersion;
 use crate::status::{ListenerStats, OperatingStatus, StatsCounters};
+use crate::workers::Workers;
 use crate::{http as l7http, l7, tcp, udp};
 
 /// What `apply` did to one listener.
@@ -64,15 +66,18 @@ struct ListenerHandle {
     config: ListenerConfig,
     shared: Arc<ListenerShared>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// The accept loops: one per worker (UDP: one).
+    tasks: Vec<JoinHandle<()>>,
     local_addr: SocketAddr,
 }
 
 impl ListenerHandle {
-    /// Stops accepting and waits until the socket is closed.
+    /// Stops accepting and waits until the sockets are closed.
     async fn close(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -93,6 +98,8 @@ struct Inner {
     health_tx: broadcast::Sender<HealthEvent>,
     /// Access logs on or off, shared by every listener.
     access_log: Arc<AccessLogSwitch>,
+    /// The threads the listeners and their connections run on.
+    workers: Workers,
 }
 
 impl Inner {
@@ -118,16 +125,38 @@ impl std::fmt::Debug for Dataplane {
 }
 
 impl Dataplane {
-    /// Creates an empty data plane. When `shutdown` completes, every listener
-    /// stops accepting (established connections drain) and monitors stop.
-    /// Must be called within a tokio runtime.
+    /// Creates an empty data plane with one worker thread per core (see
+    /// [`Dataplane::with_workers`]).
+    ///
+    /// # Panics
+    /// When the worker threads cannot be started.
     pub fn new(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self::with_workers(crate::workers::default_count(), shutdown)
+            .expect("cannot start the data plane's worker threads")
+    }
+
+    /// Creates an empty data plane whose listeners and connections run on
+    /// `workers` threads of their own, each with a current-thread runtime;
+    /// every TCP and HTTP listener gets one socket per worker (an
+    /// `SO_REUSEPORT` group), UDP listeners one socket on the first worker.
+    /// Health monitors and `apply` run on the caller's runtime.
+    ///
+    /// When `shutdown` completes, every listener stops accepting (established
+    /// connections drain) and monitors stop. Dropping the last clone ends the
+    /// worker threads and cuts the connections still open.
+    /// Must be called within a tokio runtime.
+    pub fn with_workers(
+        workers: NonZeroUsize,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Self, DataplaneError> {
+        let workers = Workers::start(workers).map_err(DataplaneError::Workers)?;
         let (health_tx, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
             state: Mutex::new(State::default()),
             apply_lock: tokio::sync::Mutex::new(()),
             health_tx,
             access_log: Arc::default(),
+            workers,
         });
         let reaper = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -168,7 +197,7 @@ impl Dataplane {
                 tracing::info!("data plane shut down");
             }
         });
-        Self { inner }
+        Ok(Self { inner })
     }
 
     /// Converges to `config`; one result per listener in `config` (in order),
@@ -271,7 +300,13 @@ impl Dataplane {
                 }
                 Plan::Bind { rebind } => {
                     let stats = carried_stats.remove(&id).unwrap_or_default();
-                    match start_listener(cfg, &pools, stats, &self.inner.access_log) {
+                    match start_listener(
+                        cfg,
+                        &pools,
+                        stats,
+                        &self.inner.access_log,
+                        &self.inner.workers,
+                    ) {
                         Ok(h) => {
                             state.listeners.insert(id.clone(), h);
                             Ok(if rebind {
@@ -541,48 +576,71 @@ fn build_routes(
     })
 }
 
-/// Binds and spawns a listener.
+/// Binds a listener and starts its accept loops on the workers.
 fn start_listener(
     cfg: ListenerConfig,
     pools: &HashMap<String, Arc<PoolRuntime>>,
     stats: Arc<StatsCounters>,
     access_log: &Arc<AccessLogSwitch>,
+    workers: &Workers,
 ) -> Result<ListenerHandle, DataplaneError> {
     // Compile before binding so a bad config never opens a socket.
     build_routes(&cfg, pools, cfg.port)?;
     let addr = cfg.bind_addr();
     let (stop, stop_rx) = watch::channel(false);
-    let (local_addr, shared, task) = if cfg.protocol == ListenerProtocol::Udp {
+    let (local_addr, shared, tasks) = if cfg.protocol == ListenerProtocol::Udp {
         let socket = listener::bind_udp(addr)?;
         let local_addr = socket
             .local_addr()
             .map_err(|source| DataplaneError::Bind { addr, source })?;
         let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
-        (
-            local_addr,
-            shared.clone(),
-            tokio::spawn(udp::serve(socket, shared, stop_rx)),
-        )
+        let task = workers.spawn(0, {
+            let shared = shared.clone();
+            async move {
+                match listener::tokio_udp(socket) {
+                    Ok(socket) => udp::serve(socket, shared, stop_rx).await,
+                    Err(e) => unregistered(&shared, &e),
+                }
+            }
+        });
+        (local_addr, shared, vec![task])
     } else {
-        let socket = listener::bind_tcp(addr)?;
-        let local_addr = socket
+        let sockets = listener::bind_tcp(addr, workers.count())?;
+        let local_addr = sockets[0]
             .local_addr()
             .map_err(|source| DataplaneError::Bind { addr, source })?;
         let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
-        let task = match cfg.protocol {
-            ListenerProtocol::Http => tokio::spawn(l7http::serve(socket, shared.clone(), stop_rx)),
-            _ => tokio::spawn(tcp::serve(socket, shared.clone(), stop_rx)),
-        };
-        (local_addr, shared, task)
+        let http = cfg.protocol == ListenerProtocol::Http;
+        let tasks = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(index, socket)| {
+                let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
+                workers.spawn(index, async move {
+                    match listener::tokio_tcp(socket) {
+                        Ok(s) if http => l7http::serve(s, shared, stop_rx).await,
+                        Ok(s) => tcp::serve(s, shared, stop_rx).await,
+                        Err(e) => unregistered(&shared, &e),
+                    }
+                })
+            })
+            .collect();
+        (local_addr, shared, tasks)
     };
     tracing::info!(listener = %cfg.id, addr = %local_addr, protocol = ?cfg.protocol, "listener started");
     Ok(ListenerHandle {
         config: cfg,
         shared,
         stop,
-        task,
+        tasks,
         local_addr,
     })
+}
+
+/// A listening socket its worker's reactor would not take (out of memory or
+/// of file descriptors): that worker does not serve the listener.
+fn unregistered(shared: &ListenerShared, e: &std::io::Error) {
+    tracing::error!(listener = %shared.local_addr, error = %e, "cannot watch the listening socket");
 }
 
 fn new_shared(

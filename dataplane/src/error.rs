@@ -22,6 +22,9 @@ pub enum DataplaneError {
     /// A health monitor type this host cannot run (e.g. PING without an ICMP socket).
     #[error("{kind} health monitors are not supported here: {reason}")]
     UnsupportedMonitor { kind: &'static str, reason: String },
+    /// The data plane's worker threads could not be started.
+    #[error("cannot start the data plane's worker threads: {0}")]
+    Workers(#[source] std::io::Error),
     /// The data plane has been shut down.
     #[error("data plane is shut down")]
     ShutDown,

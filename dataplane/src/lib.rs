@@ -28,6 +28,7 @@ mod splice;
 mod tcp;
 mod udp;
 mod wait;
+mod workers;
 
 pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use config::*;

@@ -87,9 +87,17 @@ impl ListenerShared {
     }
 }
 
-fn socket_for(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
+fn socket_for(
+    addr: SocketAddr,
+    ty: Type,
+    proto: Protocol,
+    reuse_port: bool,
+) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     let freebind = if addr.is_ipv4() {
         socket.set_freebind_v4(true)
     } else {
@@ -104,21 +112,57 @@ fn socket_for(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<So
     Ok(socket)
 }
 
-/// Binds a TCP listener with `IP_FREEBIND`, so the VIP need not be local yet.
-pub(crate) fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, DataplaneError> {
-    let bind = || -> std::io::Result<TcpListener> {
-        let socket = socket_for(addr, Type::STREAM, Protocol::TCP)?;
-        socket.listen(1024)?;
-        TcpListener::from_std(socket.into())
+/// Binds `count` TCP listening sockets on `addr` with `IP_FREEBIND` (so the
+/// VIP need not be local yet), one per worker. More than one form an
+/// `SO_REUSEPORT` group, over which the kernel spreads new connections.
+///
+/// An address some other socket listens on is refused, even when that socket
+/// has `SO_REUSEPORT` too (it would otherwise silently join the group and take
+/// a share of the connections): a first socket without the option is bound to
+/// find out, then closed.
+pub(crate) fn bind_tcp(
+    addr: SocketAddr,
+    count: usize,
+) -> Result<Vec<std::net::TcpListener>, DataplaneError> {
+    let bind = || -> std::io::Result<Vec<std::net::TcpListener>> {
+        let mut addr = addr;
+        let group = count > 1;
+        // Kept bound until the group listens, so a port 0 stays reserved; it
+        // does not stand in the group's way: neither socket listens yet, and
+        // both have SO_REUSEADDR.
+        let probe = if group {
+            let probe = socket_for(addr, Type::STREAM, Protocol::TCP, false)?;
+            addr = probe.local_addr()?.as_socket().unwrap_or(addr);
+            Some(probe)
+        } else {
+            None
+        };
+        let sockets = (0..count.max(1))
+            .map(|_| {
+                let socket = socket_for(addr, Type::STREAM, Protocol::TCP, group)?;
+                socket.listen(1024)?;
+                Ok(socket.into())
+            })
+            .collect();
+        drop(probe);
+        sockets
     };
     bind().map_err(|source| DataplaneError::Bind { addr, source })
 }
 
 /// Binds a UDP socket with `IP_FREEBIND`.
-pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, DataplaneError> {
-    let bind = || -> std::io::Result<UdpSocket> {
-        let socket = socket_for(addr, Type::DGRAM, Protocol::UDP)?;
-        UdpSocket::from_std(socket.into())
-    };
-    bind().map_err(|source| DataplaneError::Bind { addr, source })
+pub(crate) fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, DataplaneError> {
+    socket_for(addr, Type::DGRAM, Protocol::UDP, false)
+        .map(Into::into)
+        .map_err(|source| DataplaneError::Bind { addr, source })
+}
+
+/// Registers a listening socket with the runtime of the calling task.
+pub(crate) fn tokio_tcp(socket: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(socket)
+}
+
+/// Registers a UDP socket with the runtime of the calling task.
+pub(crate) fn tokio_udp(socket: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
+    UdpSocket::from_std(socket)
 }

@@ -1,7 +1,11 @@
 //! Pooled HTTP/1.1 connections to members, on hyper's `client::conn::http1`.
 //!
-//! Each member keeps a stack of idle connections (in its [`MemberState`], so
-//! the stack survives reconfiguration by member id). A request pops the most
+//! Each member keeps a stack of idle connections per worker thread (in its
+//! [`MemberState`], so the stacks survive reconfiguration by member id): a
+//! connection's task runs on the worker that opened it, and only requests on
+//! that worker reuse it, so a request and its member connection never wake
+//! each other across threads (another worker opens a connection of its own,
+//! as nginx's worker processes do). A request pops the most
 //! recently used connection (LIFO keeps few connections hot), or opens one;
 //! the connection's task is spawned once, when it is opened. The connection
 //! goes back on the stack when the response body has been read to its end
@@ -53,7 +57,7 @@ use crate::wait::maybe_timeout;
 
 /// How long an idle member connection is kept.
 pub(crate) const MEMBER_IDLE: Duration = Duration::from_secs(30);
-/// Idle connections kept per member; more are closed.
+/// Idle connections kept per member and worker; more are closed.
 const MAX_IDLE_PER_MEMBER: usize = 1024;
 
 /// The sending half of one member connection (request bodies are the client's).
@@ -75,10 +79,11 @@ pub(crate) struct Ends {
     pub(crate) listener: SocketAddr,
 }
 
-/// A member's idle connections, most recently used last.
+/// A member's idle connections: a stack per worker thread (indexed by
+/// [`crate::workers::current`]), most recently used last.
 #[derive(Debug, Default)]
 pub(crate) struct IdleConns {
-    stack: Mutex<VecDeque<Idle>>,
+    stacks: Mutex<Vec<VecDeque<Idle>>>,
 }
 
 #[derive(Debug)]
@@ -90,16 +95,18 @@ struct Idle {
 }
 
 impl IdleConns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        self.stack.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<VecDeque<Idle>>> {
+        self.stacks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most recently used idle connection opened as `key` that is still
-    /// open. Connections opened as another key are left in place: in a
-    /// client's private stack they are other members' (see the module doc);
-    /// in a member's stack, ones to its previous address, left to the reaper.
+    /// The calling worker's most recently used idle connection opened as
+    /// `key` that is still open. Connections opened as another key are left
+    /// in place: in a client's private stack they are other members' (see
+    /// the module doc); in a member's stack, ones to its previous address,
+    /// left to the reaper.
     fn pop(&self, key: ConnKey) -> Option<(Sender, Duration)> {
-        let mut stack = self.lock();
+        let mut stacks = self.lock();
+        let stack = stacks.get_mut(crate::workers::current())?;
         let mut i = stack.len();
         while i > 0 {
             i -= 1;
@@ -125,17 +132,24 @@ impl IdleConns {
     /// (the periodic reaper; see `Dataplane::new`).
     pub(crate) fn reap(&self) {
         let now = Instant::now();
-        let mut stack = self.lock();
-        stack.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < MEMBER_IDLE);
+        for stack in self.lock().iter_mut() {
+            stack.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < MEMBER_IDLE);
+        }
     }
 
-    /// Returns a connection whose last response has been read to its end.
+    /// Returns a connection whose last response has been read to its end, to
+    /// the calling worker's stack (the worker it was checked out on).
     pub(crate) fn push(&self, sender: Sender, key: ConnKey) {
         if sender.is_closed() {
             return;
         }
         let now = Instant::now();
-        let mut stack = self.lock();
+        let worker = crate::workers::current();
+        let mut stacks = self.lock();
+        if stacks.len() <= worker {
+            stacks.resize_with(worker + 1, VecDeque::new);
+        }
+        let stack = &mut stacks[worker];
         while stack
             .front()
             .is_some_and(|c| c.sender.is_closed() || now.duration_since(c.since) >= MEMBER_IDLE)
@@ -733,9 +747,9 @@ mod tests {
             let c = connect(key, ends, Duration::from_secs(5)).await.unwrap();
             idle.push(c, key);
         }
-        idle.lock()[0].since -= MEMBER_IDLE; // the older one has been idle too long
+        idle.lock()[0][0].since -= MEMBER_IDLE; // the older one has been idle too long
         idle.reap();
-        assert_eq!(idle.lock().len(), 1);
+        assert_eq!(idle.lock()[0].len(), 1);
         // Only a connection opened as the same key is handed out, once.
         let proxied = ConnKey {
             addr,

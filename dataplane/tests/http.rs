@@ -682,13 +682,22 @@ async fn refused_member_is_retried_once_on_another() {
 
 #[tokio::test]
 async fn member_connections_are_pooled_across_client_connections() {
-    let (h, b) = one_http_listener().await;
-    for _ in 0..10 {
-        // A new client (and client connection) for every request.
-        assert_eq!(get(&client(), h.addr("l"), "/", &[]).await.body, "b");
+    // Each worker thread reuses the member connections it opened: one worker
+    // needs one connection for sequential requests, two workers one each
+    // (32 client connections all landing on one worker: a chance of 2^-31).
+    for (workers, requests) in [(2, 32), (1, 10)] {
+        let h = Harness::with_workers(workers);
+        let b = HttpBackend::start("b").await;
+        let l = listener("l", ListenerProtocol::Http, Some(http_pool("p", &[&b])));
+        h.apply_ok(config(vec![l])).await;
+        for _ in 0..requests {
+            // A new client (and client connection) for every request.
+            assert_eq!(get(&client(), h.addr("l"), "/", &[]).await.body, "b");
+        }
+        assert_eq!(b.requests.load(Ordering::SeqCst), requests);
+        assert_eq!(b.conns.load(Ordering::SeqCst), workers, "{workers} workers");
     }
-    assert_eq!(b.requests.load(Ordering::SeqCst), 10);
-    assert_eq!(b.conns.load(Ordering::SeqCst), 1);
+    let (h, _) = one_http_listener().await;
     // A member that closes its side: the stale connection is replaced, not a 502.
     let closer = bad_member(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
     h.apply_ok(config(vec![listener(

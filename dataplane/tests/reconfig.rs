@@ -12,7 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hammering_a_while_b_is_reconfigured_many_times_loses_nothing() {
-    let h = Arc::new(Harness::new());
+    // Two workers: listener sockets and routing swapped under both.
+    let h = Arc::new(Harness::with_workers(2));
     let (a1, a2) = (
         HttpBackend::start("a1").await,
         HttpBackend::start("a2").await,

@@ -148,6 +148,24 @@ pub struct DataplaneSettings {
     /// logged with target `fulcrum::access` at INFO (default: off).
     #[serde(default)]
     pub access_log: bool,
+    /// Threads that carry traffic, each with its listener sockets (an
+    /// `SO_REUSEPORT` group per TCP/HTTP listener); default: one per core.
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+/// The most data plane worker threads a node may ask for.
+pub const MAX_DATAPLANE_WORKERS: usize = 1024;
+
+impl DataplaneSettings {
+    /// The worker thread count to start: the configured one, or one per core.
+    pub fn workers(&self) -> std::num::NonZeroUsize {
+        self.workers
+            .and_then(std::num::NonZeroUsize::new)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
+            })
+    }
 }
 
 /// A checked configuration, in the types the node runs with.
@@ -289,6 +307,18 @@ impl NodeConfig {
             l7policy: q.l7policy,
             l7rule: q.l7rule,
         };
+        if self
+            .dataplane
+            .workers
+            .is_some_and(|w| w == 0 || w > MAX_DATAPLANE_WORKERS)
+        {
+            return Err(invalid(
+                "dataplane.workers",
+                format!(
+                    "must be between 1 and {MAX_DATAPLANE_WORKERS} (leave it out for one per core)"
+                ),
+            ));
+        }
         let r = &self.raft;
         // A follower stands for election only after the leader's Raft lease
         // (election_timeout_max_ms) and then a random election timeout have passed without a
@@ -380,6 +410,25 @@ last = "127.0.10.250"
         ] {
             let err = parse(&format!("{GOOD}{bad}")).expect_err(bad).to_string();
             assert!(err.contains(needle), "'{err}' should mention '{needle}'");
+        }
+    }
+
+    #[test]
+    fn dataplane_workers_default_to_one_per_core_and_are_bounded() {
+        let cores = std::thread::available_parallelism().unwrap();
+        assert_eq!(parse(GOOD).unwrap().file.dataplane.workers(), cores);
+        let three = format!("{GOOD}[dataplane]\nworkers = 3\n");
+        assert_eq!(parse(&three).unwrap().file.dataplane.workers().get(), 3);
+        for bad in [
+            "workers = 0",
+            "workers = 1025",
+            "workers = -1",
+            "workers = \"2\"",
+        ] {
+            let err = parse(&format!("{GOOD}[dataplane]\n{bad}\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("workers"), "'{err}' should name the key");
         }
     }
 

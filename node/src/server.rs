@@ -131,7 +131,8 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
         .await
         .context("cannot initialize the cluster")?;
 
-    let dataplane = Dataplane::new(stop(shutdown.clone()));
+    let dataplane = Dataplane::with_workers(file.dataplane.workers(), stop(shutdown.clone()))
+        .context("cannot start the data plane")?;
     dataplane.set_access_log(file.dataplane.access_log);
     let store = RaftStore {
         raft: raft.clone(),

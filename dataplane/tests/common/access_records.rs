@@ -9,7 +9,8 @@ use fulcrum_dataplane::ACCESS_LOG_TARGET;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
-/// One record: field name -> value as text.
+/// One record: field name -> value as text, and `thread`: the name of the
+/// thread that logged it.
 pub type Record = HashMap<String, String>;
 
 static RECORDS: Mutex<Vec<Record>> = Mutex::new(Vec::new());
@@ -25,6 +26,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collect {
         assert_eq!(*event.metadata().level(), tracing::Level::INFO);
         let mut fields = Fields(Record::new());
         event.record(&mut fields);
+        if let Some(name) = std::thread::current().name() {
+            fields.0.insert("thread".into(), name.into());
+        }
         RECORDS.lock().unwrap().push(fields.0);
     }
 }

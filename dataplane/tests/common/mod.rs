@@ -28,11 +28,20 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A data plane with one worker thread, so that every client connection
+    /// reuses the same member connections (each worker keeps its own).
     pub fn new() -> Self {
+        Self::with_workers(1)
+    }
+
+    /// A data plane with `workers` worker threads.
+    pub fn with_workers(workers: usize) -> Self {
         let (tx, rx) = oneshot::channel::<()>();
-        let dp = Dataplane::new(async move {
+        let workers = std::num::NonZeroUsize::new(workers).expect("at least one worker");
+        let dp = Dataplane::with_workers(workers, async move {
             let _ = rx.await;
-        });
+        })
+        .expect("worker threads start");
         Self { dp, _stop: tx }
     }
 

@@ -1,0 +1,136 @@
+//! The threads that carry the data plane's traffic: each runs a
+//! current-thread tokio runtime of its own.
+//!
+//! Every TCP and HTTP listener has one socket per worker (an `SO_REUSEPORT`
+//! group, so the kernel spreads new connections over them), and a connection
+//! lives on the worker that accepted it: its task, its timers and the member
+//! connections it opens stay on one thread, with no work stealing and no
+//! wake-ups handed across threads. Health monitors, the idle-connection reaper
+//! and `apply` itself run on the caller's runtime.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::num::NonZeroUsize;
+
+use tokio::runtime::{Builder, Handle};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The worker threads of one data plane. Dropping it ends them: the tasks
+/// still running on them (draining connections) are dropped, which closes
+/// their sockets.
+pub(crate) struct Workers {
+    handles: Vec<Handle>,
+    /// One per thread; dropping a sender lets its thread's runtime end.
+    _exit: Vec<oneshot::Sender<()>>,
+}
+
+impl Workers {
+    /// Starts `count` worker threads, named `fulcrum-dp-N`.
+    pub(crate) fn start(count: NonZeroUsize) -> std::io::Result<Self> {
+        let mut handles = Vec::with_capacity(count.get());
+        let mut exit = Vec::with_capacity(count.get());
+        for index in 0..count.get() {
+            let runtime = Builder::new_current_thread().enable_all().build()?;
+            handles.push(runtime.handle().clone());
+            let (tx, rx) = oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("fulcrum-dp-{index}"))
+                .spawn(move || {
+                    INDEX.set(index);
+                    // Ends when the sender is dropped (or sends); dropping the
+                    // runtime then drops the tasks left on it.
+                    let _ = runtime.block_on(rx);
+                })?;
+            exit.push(tx);
+        }
+        Ok(Self {
+            handles,
+            _exit: exit,
+        })
+    }
+
+    /// How many workers there are.
+    pub(crate) fn count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Runs `task` on worker `index` (modulo the count).
+    pub(crate) fn spawn<F>(&self, index: usize, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handles[index % self.handles.len()].spawn(task)
+    }
+}
+
+thread_local! {
+    /// The index of the worker this thread is; 0 on other threads.
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the worker the caller runs on (0 off the workers): for state
+/// kept per worker, such as members' idle connections.
+pub(crate) fn current() -> usize {
+    INDEX.get()
+}
+
+/// The number of workers when none is asked for: one per core this process
+/// may run on.
+pub(crate) fn default_count() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_names() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn tasks_run_on_the_worker_asked_for_and_the_threads_end_with_the_workers() {
+        let workers = Workers::start(NonZeroUsize::new(2).unwrap()).unwrap();
+        assert_eq!(workers.count(), 2);
+        for index in 0..4 {
+            let (name, current) = workers
+                .spawn(index, async {
+                    (std::thread::current().name().map(str::to_owned), current())
+                })
+                .await
+                .unwrap();
+            assert_eq!(current, index % 2);
+            assert_eq!(
+                name.as_deref(),
+                Some(format!("fulcrum-dp-{}", index % 2).as_str())
+            );
+        }
+        let running = thread_names()
+            .iter()
+            .filter(|n| n.starts_with("fulcrum-dp-"))
+            .count();
+        assert_eq!(running, 2);
+
+        // A task still running when the workers go is dropped with them.
+        let (dropped_tx, dropped_rx) = oneshot::channel::<()>();
+        workers.spawn(0, async move {
+            let _tell = dropped_tx;
+            std::future::pending::<()>().await
+        });
+        drop(workers);
+        assert!(dropped_rx.await.is_err(), "the pending task was dropped");
+        for _ in 0..100 {
+            if !thread_names().iter().any(|n| n.starts_with("fulcrum-dp-")) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("worker threads still running: {:?}", thread_names());
+    }
+}
