@@ -7,7 +7,10 @@
 #
 # The proxy under test runs pinned to PROXY_CPU (default 0), single-threaded
 # (HAProxy nbthread 1, Fulcrum --workers 1); wrk, iperf3, nginx and the idle
-# connection client run on LOAD_CPU (default 1). Within each repetition the
+# connection client run on LOAD_CPU (default 1). The mc_* scenarios instead run
+# the proxy with MC_WORKERS threads (default: one per core; HAProxy nbthread,
+# Fulcrum --workers) and wrk with as many threads, all on every core, as a
+# multi-core node runs (nginx and Octavia's HAProxy do not run there). Within each repetition the
 # proxies run back to back (order alternates between repetitions), each started
 # fresh: HAProxy, Fulcrum, nginx (reference proxy, L7) and HAProxy as Octavia
 # configures it (some L7 scenarios). The table prints medians over the
@@ -25,7 +28,9 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-18080}
-SCENARIOS=${SCENARIOS:-"l7_13 l7_64k l4_13 l7_close lat1 iperf1 iperf8 rss_l7 rss_l4"}
+SCENARIOS=${SCENARIOS:-"l7_13 l7_64k l4_13 l7_close lat1 iperf1 iperf8 rss_l7 rss_l4 mc_l7_13 mc_l7_close"}
+MC_WORKERS=${MC_WORKERS:-$(nproc)}
+ALL_CPUS=0-$(($(nproc) - 1))
 # nginx: reference proxy, L7 scenarios only. haproxy_octavia: HAProxy as
 # Octavia's amphora template configures it, on OCTAVIA_SCENARIOS only.
 PROXIES=${PROXIES:-"haproxy fulcrum nginx haproxy_octavia"}
@@ -294,16 +299,23 @@ sed -e '/^    http-reuse always$/d' -e '/^# Fulcrum pools member connections/d' 
 grep -q 'http-reuse' "$WORK/haproxy_octavia.cfg" && die "haproxy_octavia.cfg still sets http-reuse"
 grep -q 'option http-keep-alive' "$WORK/haproxy_octavia.cfg" || die "haproxy_octavia.cfg lacks Octavia's defaults"
 
+# HAProxy with MC_WORKERS threads, for the mc_* scenarios.
+sed "s/^    nbthread 1$/    nbthread $MC_WORKERS/" "$WORK/haproxy.cfg" >"$WORK/haproxy_mc.cfg"
+grep -q "nbthread $MC_WORKERS" "$WORK/haproxy_mc.cfg" || die "haproxy_mc.cfg lacks nbthread $MC_WORKERS"
+
 PROXY_PID=
+# Where the proxy, and wrk, run in the current scenario (see run_scenario).
+PROXY_SET=$PROXY_CPU LOAD_SET=$LOAD_CPU THREADS=1
 start_proxy() {  # start_proxy haproxy|haproxy_octavia|fulcrum|nginx
-    local ports=("$L7_PORT" "$L4_PORT" "$IPERF_PROXY_PORT")
+    local ports=("$L7_PORT" "$L4_PORT" "$IPERF_PROXY_PORT") cfg=$1
+    ((THREADS > 1)) && cfg=$1_mc
     case $1 in
     haproxy | haproxy_octavia)
-        taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
+        taskset -c "$PROXY_SET" haproxy -db -f "$WORK/$cfg.cfg" >"$WORK/$1.log" 2>&1 &
         PROXY_PID=$!
         ;;
     fulcrum)
-        RUST_LOG=off taskset -c "$PROXY_CPU" "$FULCRUM" --workers 1 "$WORK/fulcrum.json" >"$WORK/fulcrum.log" 2>&1 &
+        RUST_LOG=off taskset -c "$PROXY_SET" "$FULCRUM" --workers "$THREADS" "$WORK/fulcrum.json" >"$WORK/fulcrum.log" 2>&1 &
         PROXY_PID=$!
         ;;
     nginx)
@@ -335,13 +347,13 @@ wrk_run() {
     local sc=$1 px=$2 rep=$3 conns=$4 url=$5
     shift 5
     if ((WARMUP > 0)); then
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" -H "Host: $HOST_RULE" "$@" "$url" >/dev/null 2>&1 || true
+        taskset -c "$LOAD_SET" wrk -t"$THREADS" -c"$conns" -d"${WARMUP}s" -H "Host: $HOST_RULE" "$@" "$url" >/dev/null 2>&1 || true
     fi
     local t0 t1 l0 l1 s0 s1 txt=$WORK/wrk-$sc-$px-$rep.txt
     t0=$(cpu_ticks "$PROXY_PID")
     l0=$(cpu_stat "$LOAD_CPU")
     s0=$(tcp_out_segs)
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency -H "Host: $HOST_RULE" "$@" "$url" >"$txt"
+    taskset -c "$LOAD_SET" wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --latency -H "Host: $HOST_RULE" "$@" "$url" >"$txt"
     s1=$(tcp_out_segs)
     t1=$(cpu_ticks "$PROXY_PID")
     l1=$(cpu_stat "$LOAD_CPU")
@@ -432,6 +444,14 @@ rss_run() {
     log "[$px $sc #$rep] RSS $((base / 1024)) MiB idle -> $((rss / 1024)) MiB with $count connections"
 }
 
+scenario_cpus() {  # scenario_cpus SCENARIO: sets PROXY_SET, LOAD_SET, THREADS
+    if [[ $1 == mc_* ]]; then
+        PROXY_SET=$ALL_CPUS LOAD_SET=$ALL_CPUS THREADS=$MC_WORKERS
+    else
+        PROXY_SET=$PROXY_CPU LOAD_SET=$LOAD_CPU THREADS=1
+    fi
+}
+
 run_scenario() {  # run_scenario SCENARIO PROXY REP
     local sc=$1 px=$2 rep=$3
     case $sc in
@@ -439,6 +459,8 @@ run_scenario() {  # run_scenario SCENARIO PROXY REP
     l7_64k) wrk_run "$sc" "$px" "$rep" "$CONNS" "http://127.0.0.1:$L7_PORT/big" ;;
     l4_13) wrk_run "$sc" "$px" "$rep" "$CONNS" "http://127.0.0.1:$L4_PORT/small" ;;
     l7_close) wrk_run "$sc" "$px" "$rep" "$CONNS" "http://127.0.0.1:$L7_PORT/small" -H "Connection: close" ;;
+    mc_l7_13) wrk_run "$sc" "$px" "$rep" "$CONNS" "http://127.0.0.1:$L7_PORT/small" ;;
+    mc_l7_close) wrk_run "$sc" "$px" "$rep" "$CONNS" "http://127.0.0.1:$L7_PORT/small" -H "Connection: close" ;;
     lat1) wrk_run "$sc" "$px" "$rep" 1 "http://127.0.0.1:$L7_PORT/small" ;;
     iperf1) iperf_run "$sc" "$px" "$rep" 1 ;;
     iperf8) iperf_run "$sc" "$px" "$rep" 8 ;;
@@ -458,6 +480,7 @@ for sc in $SCENARIOS; do
         for px in $order; do
             [[ $px == nginx && $sc != l7_* && $sc != lat1 && $sc != rss_l7 ]] && continue
             [[ $px == haproxy_octavia && " $OCTAVIA_SCENARIOS " != *" $sc "* ]] && continue
+            scenario_cpus "$sc"
             start_proxy "$px"
             run_scenario "$sc" "$px" "$rep"
             stop_proxy

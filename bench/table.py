@@ -40,6 +40,10 @@ ROWS = [
     ("rss_l7", "kib_per_conn", "L7 idle conn, KiB RSS each", False, None),
     ("rss_l4", "rss_mib", "RSS MiB, {conns} idle conns, L4 listener", False, None),
     ("rss_l4", "kib_per_conn", "L4 idle conn, KiB RSS each", False, None),
+    ("mc_l7_13", "rps", "all cores: L7 keep-alive 13 B, req/s", True, 1.0),
+    ("mc_l7_13", "cpu_us_per_req", "all cores: L7 keep-alive 13 B, proxy CPU us/req", False, 1.0),
+    ("mc_l7_close", "rps", "all cores: L7 new connections/s", True, 1.0),
+    ("mc_l7_close", "cpu_us_per_req", "all cores: L7 Connection: close, proxy CPU us/conn", False, 1.0),
 ]
 INFO = [  # how busy the proxy's core was: below ~95 % the load side was the bottleneck
     (sc, "proxy_cpu_pct") for sc in ("l7_13", "l7_64k", "l4_13", "l7_close", "lat1", "iperf1", "iperf8")

@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(run(config, workers));
-    // Connections still draining are cut here; the listeners are already closed.
+    // The data plane (and its worker threads) is gone by now.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
 }
@@ -133,7 +133,8 @@ async fn run(config: DataplaneConfig, workers: NonZeroUsize) -> ExitCode {
         _ = int.recv() => eprintln!("SIGINT: stopping"),
     }
     let _ = stop_tx.send(());
-    // Let the data plane close its sockets before the runtime goes away.
+    // Let the listeners stop accepting, then drop the data plane: its worker
+    // threads end, cutting the connections still open (no drain here).
     tokio::time::sleep(Duration::from_millis(20)).await;
     drop(dataplane);
     ExitCode::SUCCESS

@@ -385,7 +385,12 @@ impl Dataplane {
                 Some(p) if p.config == *cfg => p.clone(),
                 prev => {
                     let prev = prev.cloned();
-                    let p = PoolRuntime::new(cfg.clone(), &mut state.members, prev.as_deref());
+                    let p = PoolRuntime::new(
+                        cfg.clone(),
+                        &mut state.members,
+                        prev.as_deref(),
+                        self.inner.workers.count(),
+                    );
                     fresh.push(p.clone());
                     p
                 }
@@ -594,15 +599,11 @@ fn start_listener(
             .local_addr()
             .map_err(|source| DataplaneError::Bind { addr, source })?;
         let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
-        let task = workers.spawn(0, {
-            let shared = shared.clone();
-            async move {
-                match listener::tokio_udp(socket) {
-                    Ok(socket) => udp::serve(socket, shared, stop_rx).await,
-                    Err(e) => unregistered(&shared, &e),
-                }
-            }
-        });
+        let socket = {
+            let _worker = workers.enter(0);
+            listener::tokio_udp(socket).map_err(|source| DataplaneError::Bind { addr, source })?
+        };
+        let task = workers.spawn(0, udp::serve(socket, shared.clone(), stop_rx));
         (local_addr, shared, vec![task])
     } else {
         let sockets = listener::bind_tcp(addr, workers.count())?;
@@ -610,19 +611,27 @@ fn start_listener(
             .local_addr()
             .map_err(|source| DataplaneError::Bind { addr, source })?;
         let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
-        let http = cfg.protocol == ListenerProtocol::Http;
+        // Each socket registered with its worker's reactor here, so that a
+        // failure is this listener's error.
+        let sockets = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(index, socket)| {
+                let _worker = workers.enter(index);
+                listener::tokio_tcp(socket)
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|source| DataplaneError::Bind { addr, source })?;
         let tasks = sockets
             .into_iter()
             .enumerate()
             .map(|(index, socket)| {
                 let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
-                workers.spawn(index, async move {
-                    match listener::tokio_tcp(socket) {
-                        Ok(s) if http => l7http::serve(s, shared, stop_rx).await,
-                        Ok(s) => tcp::serve(s, shared, stop_rx).await,
-                        Err(e) => unregistered(&shared, &e),
-                    }
-                })
+                if cfg.protocol == ListenerProtocol::Http {
+                    workers.spawn(index, l7http::serve(socket, shared, stop_rx))
+                } else {
+                    workers.spawn(index, tcp::serve(socket, shared, stop_rx))
+                }
             })
             .collect();
         (local_addr, shared, tasks)
@@ -635,12 +644,6 @@ fn start_listener(
         tasks,
         local_addr,
     })
-}
-
-/// A listening socket its worker's reactor would not take (out of memory or
-/// of file descriptors): that worker does not serve the listener.
-fn unregistered(shared: &ListenerShared, e: &std::io::Error) {
-    tracing::error!(listener = %shared.local_addr, error = %e, "cannot watch the listening socket");
 }
 
 fn new_shared(

@@ -178,7 +178,8 @@ impl ConnCtx {
     }
 
     fn private_conns(&self) -> &Arc<IdleConns> {
-        self.private.get_or_init(Arc::default)
+        // One stack: the connection and its member connections stay on one worker.
+        self.private.get_or_init(|| Arc::new(IdleConns::new(1)))
     }
 
     fn ends(&self) -> Ends {

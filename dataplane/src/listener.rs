@@ -127,9 +127,10 @@ pub(crate) fn bind_tcp(
     let bind = || -> std::io::Result<Vec<std::net::TcpListener>> {
         let mut addr = addr;
         let group = count > 1;
-        // Kept bound until the group listens, so a port 0 stays reserved; it
-        // does not stand in the group's way: neither socket listens yet, and
-        // both have SO_REUSEADDR.
+        // Kept bound until the group listens, so a port 0 stays reserved. It
+        // does not stand in the group's way: it never listens, and it and the
+        // group's sockets all have SO_REUSEADDR (Linux refuses a second bind
+        // or a listen only next to a socket that listens).
         let probe = if group {
             let probe = socket_for(addr, Type::STREAM, Protocol::TCP, false)?;
             addr = probe.local_addr()?.as_socket().unwrap_or(addr);

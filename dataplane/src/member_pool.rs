@@ -81,9 +81,21 @@ pub(crate) struct Ends {
 
 /// A member's idle connections: a stack per worker thread (indexed by
 /// [`crate::workers::current`]), most recently used last.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct IdleConns {
-    stacks: Mutex<Vec<VecDeque<Idle>>>,
+    stacks: Box<[Stack]>,
+}
+
+/// One worker's stack, under a lock of its own, on a cache line of its own
+/// (workers do not contend for one another's).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stack(Mutex<VecDeque<Idle>>);
+
+impl Stack {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[derive(Debug)]
@@ -95,8 +107,16 @@ struct Idle {
 }
 
 impl IdleConns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<VecDeque<Idle>>> {
-        self.stacks.lock().unwrap_or_else(|e| e.into_inner())
+    /// Empty stacks for `workers` workers (at least one).
+    pub(crate) fn new(workers: usize) -> Self {
+        Self {
+            stacks: (0..workers.max(1)).map(|_| Stack::default()).collect(),
+        }
+    }
+
+    /// The calling worker's stack.
+    fn own(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.stacks[crate::workers::current() % self.stacks.len()].lock()
     }
 
     /// The calling worker's most recently used idle connection opened as
@@ -105,8 +125,7 @@ impl IdleConns {
     /// the module doc); in a member's stack, ones to its previous address,
     /// left to the reaper.
     fn pop(&self, key: ConnKey) -> Option<(Sender, Duration)> {
-        let mut stacks = self.lock();
-        let stack = stacks.get_mut(crate::workers::current())?;
+        let mut stack = self.own();
         let mut i = stack.len();
         while i > 0 {
             i -= 1;
@@ -132,8 +151,10 @@ impl IdleConns {
     /// (the periodic reaper; see `Dataplane::new`).
     pub(crate) fn reap(&self) {
         let now = Instant::now();
-        for stack in self.lock().iter_mut() {
-            stack.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < MEMBER_IDLE);
+        for stack in self.stacks.iter() {
+            stack
+                .lock()
+                .retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < MEMBER_IDLE);
         }
     }
 
@@ -144,12 +165,7 @@ impl IdleConns {
             return;
         }
         let now = Instant::now();
-        let worker = crate::workers::current();
-        let mut stacks = self.lock();
-        if stacks.len() <= worker {
-            stacks.resize_with(worker + 1, VecDeque::new);
-        }
-        let stack = &mut stacks[worker];
+        let mut stack = self.own();
         while stack
             .front()
             .is_some_and(|c| c.sender.is_closed() || now.duration_since(c.since) >= MEMBER_IDLE)
@@ -737,7 +753,7 @@ mod tests {
                 held.push(s);
             }
         });
-        let idle = IdleConns::default();
+        let idle = IdleConns::new(1);
         let key = ConnKey { addr, proxy: None };
         let ends = Ends {
             client: addr,
@@ -747,9 +763,9 @@ mod tests {
             let c = connect(key, ends, Duration::from_secs(5)).await.unwrap();
             idle.push(c, key);
         }
-        idle.lock()[0][0].since -= MEMBER_IDLE; // the older one has been idle too long
+        idle.own()[0].since -= MEMBER_IDLE; // the older one has been idle too long
         idle.reap();
-        assert_eq!(idle.lock()[0].len(), 1);
+        assert_eq!(idle.own().len(), 1);
         // Only a connection opened as the same key is handed out, once.
         let proxied = ConnKey {
             addr,

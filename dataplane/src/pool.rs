@@ -52,12 +52,14 @@ impl Drop for Lease {
 impl PoolRuntime {
     /// Builds the runtime, taking member states from `members` (by member id)
     /// or creating them, and the stick table from `prev` (the pool's previous
-    /// runtime) when the persistence settings are unchanged. Does not start
-    /// monitoring; see [`PoolRuntime::start_monitor`].
+    /// runtime) when the persistence settings are unchanged. Member states it
+    /// creates keep idle connections for `workers` worker threads. Does not
+    /// start monitoring; see [`PoolRuntime::start_monitor`].
     pub(crate) fn new(
         config: PoolConfig,
         members: &mut HashMap<String, Arc<MemberState>>,
         prev: Option<&PoolRuntime>,
+        workers: usize,
     ) -> Arc<Self> {
         let monitored = config
             .health_monitor
@@ -69,7 +71,7 @@ impl PoolRuntime {
             .map(|m| {
                 let state = members
                     .entry(m.id.clone())
-                    .or_insert_with(|| Arc::new(MemberState::new(Health::Unchecked)))
+                    .or_insert_with(|| Arc::new(MemberState::new(Health::Unchecked, workers)))
                     .clone();
                 // Monitor added or removed since the state was created.
                 match (monitored, state.health()) {

@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::num::NonZeroUsize;
 
-use tokio::runtime::{Builder, Handle};
+use tokio::runtime::{Builder, EnterGuard, Handle};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -31,17 +31,32 @@ impl Workers {
         let mut handles = Vec::with_capacity(count.get());
         let mut exit = Vec::with_capacity(count.get());
         for index in 0..count.get() {
-            let runtime = Builder::new_current_thread().enable_all().build()?;
-            handles.push(runtime.handle().clone());
             let (tx, rx) = oneshot::channel::<()>();
+            let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
+            // The runtime is built and dropped on its own thread: a runtime
+            // dropped on the caller's (async) thread would panic.
             std::thread::Builder::new()
                 .name(format!("fulcrum-dp-{index}"))
                 .spawn(move || {
                     INDEX.set(index);
-                    // Ends when the sender is dropped (or sends); dropping the
-                    // runtime then drops the tasks left on it.
-                    let _ = runtime.block_on(rx);
+                    match Builder::new_current_thread().enable_all().build() {
+                        Ok(runtime) => {
+                            if handle_tx.send(Ok(runtime.handle().clone())).is_ok() {
+                                // Ends when the sender is dropped (or sends);
+                                // dropping the runtime then drops the tasks
+                                // left on it.
+                                let _ = runtime.block_on(rx);
+                            }
+                        }
+                        Err(e) => {
+                            let _ = handle_tx.send(Err(e));
+                        }
+                    }
                 })?;
+            let handle = handle_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("a worker thread ended while starting"))??;
+            handles.push(handle);
             exit.push(tx);
         }
         Ok(Self {
@@ -53,6 +68,12 @@ impl Workers {
     /// How many workers there are.
     pub(crate) fn count(&self) -> usize {
         self.handles.len()
+    }
+
+    /// Makes worker `index` (modulo the count) the runtime that sockets and
+    /// timers created while the guard lives register with.
+    pub(crate) fn enter(&self, index: usize) -> EnterGuard<'_> {
+        self.handles[index % self.handles.len()].enter()
     }
 
     /// Runs `task` on worker `index` (modulo the count).
@@ -86,36 +107,32 @@ pub(crate) fn default_count() -> NonZeroUsize {
 mod tests {
     use super::*;
 
-    fn thread_names() -> Vec<String> {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .map(|n| n.trim().to_owned())
-            .collect()
+    /// `/proc/<pid>/task/<tid>` of the calling thread.
+    fn thread_dir() -> std::path::PathBuf {
+        std::path::Path::new("/proc").join(std::fs::read_link("/proc/thread-self").unwrap())
     }
 
     #[tokio::test]
     async fn tasks_run_on_the_worker_asked_for_and_the_threads_end_with_the_workers() {
         let workers = Workers::start(NonZeroUsize::new(2).unwrap()).unwrap();
         assert_eq!(workers.count(), 2);
+        let mut dirs = Vec::new();
         for index in 0..4 {
-            let (name, current) = workers
+            let (name, current, dir) = workers
                 .spawn(index, async {
-                    (std::thread::current().name().map(str::to_owned), current())
+                    let name = std::thread::current().name().map(str::to_owned);
+                    (name, current(), thread_dir())
                 })
                 .await
                 .unwrap();
+            let expected = format!("fulcrum-dp-{}", index % 2);
+            assert_eq!(name.as_deref(), Some(expected.as_str()));
             assert_eq!(current, index % 2);
-            assert_eq!(
-                name.as_deref(),
-                Some(format!("fulcrum-dp-{}", index % 2).as_str())
-            );
+            dirs.push(dir);
         }
-        let running = thread_names()
-            .iter()
-            .filter(|n| n.starts_with("fulcrum-dp-"))
-            .count();
-        assert_eq!(running, 2);
+        assert_eq!(dirs[0], dirs[2]);
+        assert_ne!(dirs[0], dirs[1]);
+        assert!(dirs.iter().all(|d| d.exists()));
 
         // A task still running when the workers go is dropped with them.
         let (dropped_tx, dropped_rx) = oneshot::channel::<()>();
@@ -124,13 +141,17 @@ mod tests {
             std::future::pending::<()>().await
         });
         drop(workers);
-        assert!(dropped_rx.await.is_err(), "the pending task was dropped");
+        let dropped = tokio::time::timeout(std::time::Duration::from_secs(5), dropped_rx).await;
+        assert!(
+            matches!(dropped, Ok(Err(_))),
+            "the pending task was dropped"
+        );
         for _ in 0..100 {
-            if !thread_names().iter().any(|n| n.starts_with("fulcrum-dp-")) {
+            if !dirs.iter().any(|d| d.exists()) {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        panic!("worker threads still running: {:?}", thread_names());
+        panic!("worker threads still running: {dirs:?}");
     }
 }

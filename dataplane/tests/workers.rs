@@ -177,3 +177,94 @@ async fn an_address_in_use_is_refused_even_by_a_reuseport_socket() {
     }
     assert_eq!(t.accepted.load(std::sync::atomic::Ordering::SeqCst), CONNS);
 }
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_port_moves_between_listeners_and_protocols_with_two_workers() {
+    let h = Harness::with_workers(2);
+    let t = TcpBackend::start("t").await;
+    let web = HttpBackend::start("web").await;
+    let port = free_port();
+    let tcp_pool = || {
+        Some(pool(
+            "p-tcp",
+            PoolProtocol::Tcp,
+            LbAlgorithm::RoundRobin,
+            vec![member("m-tcp", t.addr)],
+        ))
+    };
+    let http_pool = Some(pool(
+        "p-http",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("m-http", web.addr)],
+    ));
+    let mut a = listener("a", ListenerProtocol::Tcp, tcp_pool());
+    a.port = port;
+    h.apply_ok(config(vec![a.clone()])).await;
+    assert_eq!(h.addr("a").port(), port);
+    assert_eq!(tcp_name(h.addr("a")).await.as_deref(), Some("t"));
+
+    // The same listener, now HTTP: its group closes before the new one binds.
+    a.protocol = ListenerProtocol::Http;
+    a.default_pool = http_pool;
+    let changes = h.apply_ok(config(vec![a.clone()])).await;
+    assert_eq!(changes["a"], ListenerChange::Rebound);
+    for _ in 0..CONNS {
+        let resp = http_get_close(h.addr("a")).await;
+        assert!(resp.ends_with("web"), "{resp}");
+    }
+
+    // Another listener takes the port in the apply that removes the first.
+    let mut b = listener("b", ListenerProtocol::Tcp, tcp_pool());
+    b.port = port;
+    let changes = h.apply_ok(config(vec![b])).await;
+    assert_eq!(
+        (changes["a"], changes["b"]),
+        (ListenerChange::Removed, ListenerChange::Created)
+    );
+    for _ in 0..CONNS {
+        assert_eq!(tcp_name(h.addr("b")).await.as_deref(), Some("t"));
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_data_plane_closes_its_sockets_and_connections() {
+    let h = Harness::with_workers(2);
+    let t = TcpBackend::start("t").await;
+    let l = listener(
+        "l",
+        ListenerProtocol::Tcp,
+        Some(pool(
+            "p",
+            PoolProtocol::Tcp,
+            LbAlgorithm::RoundRobin,
+            vec![member("m", t.addr)],
+        )),
+    );
+    h.apply_ok(config(vec![l])).await;
+    let addr = h.addr("l");
+    let (name, mut open) = tcp_open(addr).await;
+    assert_eq!(name, "t");
+
+    // No shutdown, no drain: the last handle goes, and the workers with it.
+    drop(h);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the proxied connection is cut: {read:?}"
+    );
+    wait_for("the port to be free", Duration::from_secs(5), || async {
+        std::net::TcpListener::bind(addr).is_ok()
+    })
+    .await;
+}

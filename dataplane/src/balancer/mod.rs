@@ -62,16 +62,18 @@ pub(crate) struct MemberState {
     health: AtomicU8,
     /// Connections (L4) or in-flight requests (L7) currently using the member.
     pub(crate) active: AtomicUsize,
-    /// Idle pooled HTTP connections to the member (L7), shared by all clients.
+    /// Idle pooled HTTP connections to the member (L7), shared by the
+    /// clients of each worker.
     pub(crate) idle: Arc<crate::member_pool::IdleConns>,
 }
 
 impl MemberState {
-    pub(crate) fn new(health: Health) -> Self {
+    /// A member's state on a data plane of `workers` worker threads.
+    pub(crate) fn new(health: Health, workers: usize) -> Self {
         Self {
             health: AtomicU8::new(health as u8),
             active: AtomicUsize::new(0),
-            idle: Default::default(),
+            idle: Arc::new(crate::member_pool::IdleConns::new(workers)),
         }
     }
 
@@ -235,7 +237,7 @@ mod tests {
         cfg.backup = backup;
         Arc::new(Backend::new(
             cfg,
-            Arc::new(MemberState::new(Health::NoMonitor)),
+            Arc::new(MemberState::new(Health::NoMonitor, 1)),
         ))
     }
 
@@ -302,7 +304,7 @@ mod tests {
             all[0].clone(),
             all[1].clone(),
             all[2].clone(),
-            Arc::new(Backend::new(cfg, Arc::new(MemberState::new(Health::Up)))),
+            Arc::new(Backend::new(cfg, Arc::new(MemberState::new(Health::Up, 1)))),
         ];
         let e = Eligible::build(&all, LbAlgorithm::RoundRobin);
         assert_eq!(ids(&e, 0..e.len()), ["b"]);
