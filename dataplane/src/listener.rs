@@ -94,7 +94,11 @@ fn socket_for(
     reuse_port: bool,
 ) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
-    socket.set_reuse_address(true)?;
+    // TCP: rebinding next to the closed listener's connections in TIME_WAIT.
+    // Not UDP, where it would let a second socket bind the same address.
+    if ty == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
     if reuse_port {
         socket.set_reuse_port(true)?;
     }

@@ -224,3 +224,55 @@ async fn member_datagrams_of_every_size_and_bursts_arrive_whole() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_udp_address_in_use_is_refused() {
+    let h = Harness::new();
+    let m = udp_backend("m").await;
+    let udp = |id: &str| {
+        listener(
+            id,
+            ListenerProtocol::Udp,
+            Some(pool(
+                "p",
+                PoolProtocol::Udp,
+                LbAlgorithm::RoundRobin,
+                vec![member("m", m)],
+            )),
+        )
+    };
+    h.apply_ok(config(vec![udp("first")])).await;
+    let addr = h.addr("first");
+
+    // A second listener of the config on the same address.
+    let mut second = udp("second");
+    second.port = addr.port();
+    let results = h.dp.apply(config(vec![udp("first"), second])).await;
+    assert!(matches!(results[0].outcome, Ok(ListenerChange::Unchanged)));
+    assert!(
+        matches!(results[1].outcome, Err(DataplaneError::Bind { .. })),
+        "{results:?}"
+    );
+    // Another program's socket on the address, SO_REUSEADDR set.
+    let foreign = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .unwrap();
+    foreign.set_reuse_address(true).unwrap();
+    foreign
+        .bind(&SocketAddr::from((LOCALHOST, 0)).into())
+        .unwrap();
+    let mut clash = udp("clash");
+    clash.port = foreign.local_addr().unwrap().as_socket().unwrap().port();
+    let results = h.dp.apply(config(vec![udp("first"), clash])).await;
+    assert!(
+        matches!(results[1].outcome, Err(DataplaneError::Bind { .. })),
+        "{results:?}"
+    );
+
+    // The first listener alone gets the datagrams.
+    let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    assert_eq!(ask(&c, addr, "x").await, "m:x");
+}
