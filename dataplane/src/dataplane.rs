@@ -66,7 +66,7 @@ struct ListenerHandle {
     config: ListenerConfig,
     shared: Arc<ListenerShared>,
     stop: watch::Sender<bool>,
-    /// The accept loops: one per worker (UDP: one).
+    /// The accept (UDP: receive) loops, one per worker.
     tasks: Vec<JoinHandle<()>>,
     local_addr: SocketAddr,
 }
@@ -137,9 +137,10 @@ impl Dataplane {
 
     /// Creates an empty data plane whose listeners and connections run on
     /// `workers` threads of their own, each with a current-thread runtime;
-    /// every TCP and HTTP listener gets one socket per worker (an
-    /// `SO_REUSEPORT` group), UDP listeners one socket on the first worker.
-    /// Health monitors and `apply` run on the caller's runtime.
+    /// every listener gets one socket per worker (an `SO_REUSEPORT` group; for
+    /// UDP the kernel keeps each client address on one socket, so its flow
+    /// stays on one worker). Health monitors and `apply` run on the caller's
+    /// runtime.
     ///
     /// When `shutdown` completes, every listener stops accepting (established
     /// connections drain) and monitors stop. Dropping the last clone ends the
@@ -593,35 +594,25 @@ fn start_listener(
     build_routes(&cfg, pools, cfg.port)?;
     let addr = cfg.bind_addr();
     let (stop, stop_rx) = watch::channel(false);
+    let bind_error = |source| DataplaneError::Bind { addr, source };
     let (local_addr, shared, tasks) = if cfg.protocol == ListenerProtocol::Udp {
-        let socket = listener::bind_udp(addr)?;
-        let local_addr = socket
-            .local_addr()
-            .map_err(|source| DataplaneError::Bind { addr, source })?;
+        let sockets = listener::bind_udp(addr, workers.count())?;
+        let local_addr = sockets[0].local_addr().map_err(bind_error)?;
         let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
-        let socket = {
-            let _worker = workers.enter(0);
-            listener::tokio_udp(socket).map_err(|source| DataplaneError::Bind { addr, source })?
-        };
-        let task = workers.spawn(0, udp::serve(socket, shared.clone(), stop_rx));
-        (local_addr, shared, vec![task])
-    } else {
-        let sockets = listener::bind_tcp(addr, workers.count())?;
-        let local_addr = sockets[0]
-            .local_addr()
-            .map_err(|source| DataplaneError::Bind { addr, source })?;
-        let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
-        // Each socket registered with its worker's reactor here, so that a
-        // failure is this listener's error.
-        let sockets = sockets
+        let sockets = register(workers, sockets, listener::tokio_udp).map_err(bind_error)?;
+        let tasks = sockets
             .into_iter()
             .enumerate()
             .map(|(index, socket)| {
-                let _worker = workers.enter(index);
-                listener::tokio_tcp(socket)
+                workers.spawn(index, udp::serve(socket, shared.clone(), stop_rx.clone()))
             })
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|source| DataplaneError::Bind { addr, source })?;
+            .collect();
+        (local_addr, shared, tasks)
+    } else {
+        let sockets = listener::bind_tcp(addr, workers.count())?;
+        let local_addr = sockets[0].local_addr().map_err(bind_error)?;
+        let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
+        let sockets = register(workers, sockets, listener::tokio_tcp).map_err(bind_error)?;
         let tasks = sockets
             .into_iter()
             .enumerate()
@@ -644,6 +635,23 @@ fn start_listener(
         tasks,
         local_addr,
     })
+}
+
+/// Registers socket `i` with worker `i`'s reactor; here rather than in the
+/// worker's task, so that a failure is the listener's error.
+fn register<S, T>(
+    workers: &Workers,
+    sockets: Vec<S>,
+    tokio_socket: fn(S) -> std::io::Result<T>,
+) -> std::io::Result<Vec<T>> {
+    sockets
+        .into_iter()
+        .enumerate()
+        .map(|(index, socket)| {
+            let _worker = workers.enter(index);
+            tokio_socket(socket)
+        })
+        .collect()
 }
 
 fn new_shared(

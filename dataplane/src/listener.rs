@@ -155,11 +155,31 @@ pub(crate) fn bind_tcp(
     bind().map_err(|source| DataplaneError::Bind { addr, source })
 }
 
-/// Binds a UDP socket with `IP_FREEBIND`.
-pub(crate) fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, DataplaneError> {
-    socket_for(addr, Type::DGRAM, Protocol::UDP, false)
-        .map(Into::into)
-        .map_err(|source| DataplaneError::Bind { addr, source })
+/// Binds `count` UDP sockets on `addr` with `IP_FREEBIND`, one per worker.
+/// More than one form an `SO_REUSEPORT` group: the kernel picks a socket by
+/// the datagram's addresses and ports, so a client's datagrams all reach the
+/// same one (and its flow).
+///
+/// As for TCP, an address another socket is bound to is refused, even when
+/// that socket has `SO_REUSEPORT`: a first socket without the option is bound
+/// to find out, and closed before the group binds (it would stand in the
+/// group's way; a port 0 is taken again by the group at once).
+pub(crate) fn bind_udp(
+    addr: SocketAddr,
+    count: usize,
+) -> Result<Vec<std::net::UdpSocket>, DataplaneError> {
+    let bind = || -> std::io::Result<Vec<std::net::UdpSocket>> {
+        let mut addr = addr;
+        let group = count > 1;
+        if group {
+            let probe = socket_for(addr, Type::DGRAM, Protocol::UDP, false)?;
+            addr = probe.local_addr()?.as_socket().unwrap_or(addr);
+        }
+        (0..count.max(1))
+            .map(|_| socket_for(addr, Type::DGRAM, Protocol::UDP, group).map(Into::into))
+            .collect()
+    };
+    bind().map_err(|source| DataplaneError::Bind { addr, source })
 }
 
 /// Registers a listening socket with the runtime of the calling task.

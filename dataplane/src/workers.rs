@@ -1,11 +1,11 @@
 //! The threads that carry the data plane's traffic: each runs a
 //! current-thread tokio runtime of its own.
 //!
-//! Every TCP and HTTP listener has one socket per worker (an `SO_REUSEPORT`
-//! group, so the kernel spreads new connections over them), and a connection
-//! lives on the worker that accepted it: its task, its timers and the member
-//! connections it opens stay on one thread, with no work stealing and no
-//! wake-ups handed across threads. Health monitors, the idle-connection reaper
+//! Every listener has one socket per worker (an `SO_REUSEPORT` group, so the
+//! kernel spreads new connections, and UDP clients, over them), and a
+//! connection (or UDP flow) lives on the worker that accepted it: its task,
+//! its timers and the member connections it opens stay on one thread, with no
+//! work stealing and no wake-ups handed across threads. Health monitors, the idle-connection reaper
 //! and `apply` itself run on the caller's runtime.
 
 use std::cell::Cell;

@@ -227,7 +227,13 @@ async fn member_datagrams_of_every_size_and_bursts_arrive_whole() {
 
 #[tokio::test]
 async fn a_udp_address_in_use_is_refused() {
-    let h = Harness::new();
+    for workers in [1, 2] {
+        udp_address_in_use_is_refused_with(workers).await;
+    }
+}
+
+async fn udp_address_in_use_is_refused_with(workers: usize) {
+    let h = Harness::with_workers(workers);
     let m = udp_backend("m").await;
     let udp = |id: &str| {
         listener(
@@ -253,7 +259,8 @@ async fn a_udp_address_in_use_is_refused() {
         matches!(results[1].outcome, Err(DataplaneError::Bind { .. })),
         "{results:?}"
     );
-    // Another program's socket on the address, SO_REUSEADDR set.
+    // Another program's socket on the address, SO_REUSEADDR and
+    // SO_REUSEPORT set.
     let foreign = socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::DGRAM,
@@ -261,6 +268,7 @@ async fn a_udp_address_in_use_is_refused() {
     )
     .unwrap();
     foreign.set_reuse_address(true).unwrap();
+    foreign.set_reuse_port(true).unwrap();
     foreign
         .bind(&SocketAddr::from((LOCALHOST, 0)).into())
         .unwrap();

@@ -1,6 +1,7 @@
-//! Worker threads: every TCP and HTTP listener has one socket per worker (an
-//! `SO_REUSEPORT` group) and the kernel spreads new connections over them; a
-//! connection is served on the worker that accepted it. An address another
+//! Worker threads: every listener has one socket per worker (an
+//! `SO_REUSEPORT` group) and the kernel spreads new connections and UDP
+//! clients over them; a connection (or flow) is served on the worker that
+//! accepted it. An address another
 //! socket listens on is refused, whether or not that socket has
 //! `SO_REUSEPORT` too.
 //!
@@ -52,7 +53,7 @@ async fn http_get_close(addr: SocketAddr) -> String {
 }
 
 #[tokio::test]
-async fn connections_are_spread_over_every_worker_and_udp_stays_on_the_first() {
+async fn connections_and_udp_flows_are_spread_over_every_worker() {
     install();
     let h = Harness::with_workers(2);
     h.dp.set_access_log(true);
@@ -108,20 +109,28 @@ async fn connections_are_spread_over_every_worker_and_udp_stays_on_the_first() {
     assert_eq!(threads_of("w-http", CONNS).await, both);
     assert_eq!(threads_of("w-tcp", CONNS).await, both);
 
-    // UDP: one socket, on the first worker (flows are per client address).
-    for _ in 0..4 {
+    // UDP: a flow per client address, each on one worker; a client's
+    // datagrams all reach its flow (one record per flow, when it ends).
+    for _ in 0..CONNS {
         let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-        c.send_to(b"ping", h.addr("w-udp")).await.unwrap();
-        let mut buf = [0u8; 16];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), c.recv_from(&mut buf))
-            .await
-            .expect("echoed")
-            .unwrap();
-        assert_eq!(&buf[..n], b"ping");
+        for payload in [&b"ping"[..], b"pong"] {
+            c.send_to(payload, h.addr("w-udp")).await.unwrap();
+            let mut buf = [0u8; 16];
+            let (n, _) = tokio::time::timeout(Duration::from_secs(5), c.recv_from(&mut buf))
+                .await
+                .expect("echoed")
+                .unwrap();
+            assert_eq!(&buf[..n], payload);
+        }
     }
-    assert_eq!(
-        threads_of("w-udp", 4).await,
-        BTreeSet::from(["fulcrum-dp-0".to_owned()])
+    assert_eq!(threads_of("w-udp", CONNS).await, both);
+    let records = records("w-udp");
+    assert_eq!(records.len(), CONNS, "one flow per client");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.get("bytes_in").map(String::as_str) == Some("8")),
+        "both datagrams of each client in one flow"
     );
 }
 
