@@ -9,8 +9,8 @@
 # (HAProxy nbthread 1, Fulcrum --workers 1); wrk, iperf3, nginx and the idle
 # connection client run on LOAD_CPU (default 1). The mc_* scenarios instead run
 # the proxy with MC_WORKERS threads (default: one per core; HAProxy nbthread,
-# Fulcrum --workers) and wrk with as many threads, all on every core, as a
-# multi-core node runs (nginx and Octavia's HAProxy do not run there). Within each repetition the
+# Fulcrum --workers) and wrk with MC_WRK_THREADS (default 1), all on every core,
+# as a multi-core node runs (nginx and Octavia's HAProxy do not run there). Within each repetition the
 # proxies run back to back (order alternates between repetitions), each started
 # fresh: HAProxy, Fulcrum, nginx (reference proxy, L7) and HAProxy as Octavia
 # configures it (some L7 scenarios). The table prints medians over the
@@ -30,6 +30,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-18080}
 SCENARIOS=${SCENARIOS:-"l7_13 l7_64k l4_13 l7_close lat1 iperf1 iperf8 rss_l7 rss_l4 mc_l7_13 mc_l7_close"}
 MC_WORKERS=${MC_WORKERS:-$(nproc)}
+MC_WRK_THREADS=${MC_WRK_THREADS:-1}
 ALL_CPUS=0-$(($(nproc) - 1))
 # nginx: reference proxy, L7 scenarios only. haproxy_octavia: HAProxy as
 # Octavia's amphora template configures it, on OCTAVIA_SCENARIOS only.
@@ -305,7 +306,7 @@ grep -q "nbthread $MC_WORKERS" "$WORK/haproxy_mc.cfg" || die "haproxy_mc.cfg lac
 
 PROXY_PID=
 # Where the proxy, and wrk, run in the current scenario (see run_scenario).
-PROXY_SET=$PROXY_CPU LOAD_SET=$LOAD_CPU THREADS=1
+PROXY_SET=$PROXY_CPU LOAD_SET=$LOAD_CPU THREADS=1 WRK_THREADS=1
 start_proxy() {  # start_proxy haproxy|haproxy_octavia|fulcrum|nginx
     local ports=("$L7_PORT" "$L4_PORT" "$IPERF_PROXY_PORT") cfg=$1
     ((THREADS > 1)) && cfg=$1_mc
@@ -347,13 +348,13 @@ wrk_run() {
     local sc=$1 px=$2 rep=$3 conns=$4 url=$5
     shift 5
     if ((WARMUP > 0)); then
-        taskset -c "$LOAD_SET" wrk -t"$THREADS" -c"$conns" -d"${WARMUP}s" -H "Host: $HOST_RULE" "$@" "$url" >/dev/null 2>&1 || true
+        taskset -c "$LOAD_SET" wrk -t"$WRK_THREADS" -c"$conns" -d"${WARMUP}s" -H "Host: $HOST_RULE" "$@" "$url" >/dev/null 2>&1 || true
     fi
     local t0 t1 l0 l1 s0 s1 txt=$WORK/wrk-$sc-$px-$rep.txt
     t0=$(cpu_ticks "$PROXY_PID")
     l0=$(cpu_stat "$LOAD_CPU")
     s0=$(tcp_out_segs)
-    taskset -c "$LOAD_SET" wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --latency -H "Host: $HOST_RULE" "$@" "$url" >"$txt"
+    taskset -c "$LOAD_SET" wrk -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" --latency -H "Host: $HOST_RULE" "$@" "$url" >"$txt"
     s1=$(tcp_out_segs)
     t1=$(cpu_ticks "$PROXY_PID")
     l1=$(cpu_stat "$LOAD_CPU")
@@ -444,11 +445,11 @@ rss_run() {
     log "[$px $sc #$rep] RSS $((base / 1024)) MiB idle -> $((rss / 1024)) MiB with $count connections"
 }
 
-scenario_cpus() {  # scenario_cpus SCENARIO: sets PROXY_SET, LOAD_SET, THREADS
+scenario_cpus() {  # scenario_cpus SCENARIO: sets PROXY_SET, LOAD_SET, THREADS, WRK_THREADS
     if [[ $1 == mc_* ]]; then
-        PROXY_SET=$ALL_CPUS LOAD_SET=$ALL_CPUS THREADS=$MC_WORKERS
+        PROXY_SET=$ALL_CPUS LOAD_SET=$ALL_CPUS THREADS=$MC_WORKERS WRK_THREADS=$MC_WRK_THREADS
     else
-        PROXY_SET=$PROXY_CPU LOAD_SET=$LOAD_CPU THREADS=1
+        PROXY_SET=$PROXY_CPU LOAD_SET=$LOAD_CPU THREADS=1 WRK_THREADS=1
     fi
 }
 
