@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use socket2::{SockRef, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::wait::maybe_timeout;
 
@@ -84,14 +84,15 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
-    /// Takes over a bound, listening socket. Sets `TCP_NODELAY` on it:
+    /// Takes over a bound, listening socket, registering it with the calling
+    /// runtime's reactor. Sets `TCP_NODELAY` on it:
     /// accepted sockets inherit it (Linux), which saves a `setsockopt` per
     /// connection. And turns quick ACKs off (HAProxy does the same for its
     /// HTTP frontends): a client's request is then acknowledged by the
     /// response instead of by a segment of its own (unless the response
     /// takes longer than the delayed-ACK timer).
-    pub(crate) fn new(listener: TcpListener) -> io::Result<Self> {
-        let socket = Socket::from(listener.into_std()?);
+    pub(crate) fn new(listener: std::net::TcpListener) -> io::Result<Self> {
+        let socket = Socket::from(listener);
         socket.set_tcp_nodelay(true)?;
         socket.set_tcp_quickack(false)?;
         Ok(Self {
@@ -329,10 +330,9 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn pair() -> (ClientStream, TcpStream) {
-        let socket = crate::listener::bind_tcp("127.0.0.1:0".parse().unwrap(), 1)
+        let listener = crate::listener::bind_tcp("127.0.0.1:0".parse().unwrap(), 1)
             .unwrap()
             .remove(0);
-        let listener = crate::listener::tokio_tcp(socket).unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = Acceptor::new(listener).unwrap();
         let client = TcpStream::connect(addr).await.unwrap();

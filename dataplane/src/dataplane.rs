@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::access_log::AccessLogSwitch;
 use crate::balancer::MemberState;
+use crate::client_stream::Acceptor;
 use crate::config::{DataplaneConfig, L7Action, ListenerConfig, ListenerProtocol, PoolConfig};
 use crate::error::DataplaneError;
 use crate::health::{self, HealthEvent};
@@ -612,19 +613,26 @@ fn start_listener(
         let sockets = listener::bind_tcp(addr, workers.count())?;
         let local_addr = sockets[0].local_addr().map_err(bind_error)?;
         let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
-        let sockets = register(workers, sockets, listener::tokio_tcp).map_err(bind_error)?;
-        let tasks = sockets
-            .into_iter()
-            .enumerate()
-            .map(|(index, socket)| {
-                let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
-                if cfg.protocol == ListenerProtocol::Http {
-                    workers.spawn(index, l7http::serve(socket, shared, stop_rx))
-                } else {
-                    workers.spawn(index, tcp::serve(socket, shared, stop_rx))
-                }
-            })
-            .collect();
+        let tasks = if cfg.protocol == ListenerProtocol::Http {
+            register(workers, sockets, Acceptor::new)
+                .map_err(bind_error)?
+                .into_iter()
+                .enumerate()
+                .map(|(index, acceptor)| {
+                    let serve = l7http::serve(acceptor, shared.clone(), stop_rx.clone());
+                    workers.spawn(index, serve)
+                })
+                .collect()
+        } else {
+            register(workers, sockets, listener::tokio_tcp)
+                .map_err(bind_error)?
+                .into_iter()
+                .enumerate()
+                .map(|(index, listener)| {
+                    workers.spawn(index, tcp::serve(listener, shared.clone(), stop_rx.clone()))
+                })
+                .collect()
+        };
         (local_addr, shared, tasks)
     };
     tracing::info!(listener = %cfg.id, addr = %local_addr, protocol = ?cfg.protocol, "listener started");

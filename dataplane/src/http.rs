@@ -42,7 +42,6 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access_log::{note, HttpLog, Termination};
@@ -99,17 +98,10 @@ const CONNECT_ATTEMPTS: usize = 2;
 /// Accepts connections until `stop` turns true; then open connections finish
 /// their in-flight requests and close (graceful shutdown).
 pub(crate) async fn serve(
-    listener: TcpListener,
+    acceptor: Acceptor,
     shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let acceptor = match Acceptor::new(listener) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(listener = %shared.local_addr, error = %e, "cannot watch the listening socket");
-            return;
-        }
-    };
     loop {
         let first = tokio::select! {
             accepted = acceptor.accept() => accepted,

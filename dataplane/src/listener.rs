@@ -163,7 +163,8 @@ pub(crate) fn bind_tcp(
 /// As for TCP, an address another socket is bound to is refused, even when
 /// that socket has `SO_REUSEPORT`: a first socket without the option is bound
 /// to find out, and closed before the group binds (it would stand in the
-/// group's way; a port 0 is taken again by the group at once).
+/// group's way). For a port 0 the group binds the port the probe was given;
+/// should another socket take it in between, the bind fails.
 pub(crate) fn bind_udp(
     addr: SocketAddr,
     count: usize,

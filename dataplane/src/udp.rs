@@ -31,12 +31,16 @@ struct Flow {
     activity: Arc<Activity>,
     /// Bytes from the client, kept only for the access log.
     bytes_in: Option<Arc<AtomicU64>>,
-    task: tokio::task::JoinHandle<()>,
+    /// Relays the member's datagrams back; holds the listening socket.
+    /// `None` once taken to be waited for.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Flow {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -72,6 +76,15 @@ pub(crate) async fn serve(
             }
             Some(peer) = ended_rx.recv() => { flows.remove(&peer); }
             _ = stopped(&mut stop) => break,
+        }
+    }
+    // The flows' tasks hold the listening socket (they answer clients from
+    // it): the socket is closed, and its address free for a listener that
+    // binds it next, only once they are gone.
+    for (_, mut flow) in flows.drain() {
+        if let Some(task) = flow.task.take() {
+            task.abort();
+            let _ = task.await;
         }
     }
 }
@@ -132,7 +145,7 @@ async fn start_flow(
         upstream,
         activity,
         bytes_in,
-        task,
+        task: Some(task),
     })
 }
 

@@ -284,3 +284,51 @@ async fn udp_address_in_use_is_refused_with(workers: usize) {
     let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
     assert_eq!(ask(&c, addr, "x").await, "m:x");
 }
+
+#[tokio::test]
+async fn a_udp_port_moves_to_another_listener_while_flows_are_open() {
+    // The old listener's flows hold its socket until they are gone; the new
+    // one binds the port as soon as `apply` has closed the old one.
+    for workers in [1, 2] {
+        let h = Harness::with_workers(workers);
+        let members = [("a", udp_backend("a").await), ("b", udp_backend("b").await)];
+        let udp = |id: &str, port: u16, m: SocketAddr| {
+            let mut l = listener(
+                id,
+                ListenerProtocol::Udp,
+                Some(pool(
+                    &format!("p-{id}"),
+                    PoolProtocol::Udp,
+                    LbAlgorithm::RoundRobin,
+                    vec![member(&format!("m-{id}"), m)],
+                )),
+            );
+            l.port = port;
+            l
+        };
+        h.apply_ok(config(vec![udp("u0", 0, members[0].1)])).await;
+        let addr = h.addr("u0");
+        for round in 1..=10 {
+            // Flows open (idle for a minute by default) on the listener
+            // that goes, as the next one takes its port.
+            let mut clients = Vec::new();
+            for _ in 0..8 {
+                let c = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+                assert!(ask(&c, addr, "x").await.ends_with(":x"));
+                clients.push(c);
+            }
+            let (old, new) = (format!("u{}", round - 1), format!("u{round}"));
+            let (name, m) = members[round % 2];
+            let changes = h.apply_ok(config(vec![udp(&new, addr.port(), m)])).await;
+            assert_eq!(changes[&old], ListenerChange::Removed);
+            assert_eq!(changes[&new], ListenerChange::Created);
+            for c in &clients {
+                assert_eq!(
+                    ask(c, addr, "y").await,
+                    format!("{name}:y"),
+                    "{workers} workers, round {round}"
+                );
+            }
+        }
+    }
+}

@@ -83,7 +83,9 @@ async fn connections_and_udp_flows_are_spread_over_every_worker() {
         ListenerProtocol::Udp,
         one("w-udp-p", PoolProtocol::Udp, echo),
     );
-    udp.timeouts.client_data = Duration::from_millis(100);
+    // Long enough that a flow outlives its client's two exchanges on a busy
+    // machine; its record comes when it ends.
+    udp.timeouts.client_data = Duration::from_secs(1);
     h.apply_ok(config(vec![
         listener(
             "w-http",
