@@ -71,18 +71,17 @@ impl ListenerShared {
             self.stats.error();
             return None;
         }
-        if let Some(limit) = cfg.connection_limit {
-            let active = self
-                .stats
-                .active_connections
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if active >= u64::from(limit) {
-                tracing::debug!(listener = %cfg.id, %peer, limit, "refused by connection_limit");
-                self.stats.error();
-                return None;
-            }
-        }
-        let guard = self.stats.open();
+        let guard = match cfg.connection_limit {
+            None => self.stats.open(),
+            Some(limit) => match self.stats.open_within(u64::from(limit)) {
+                Some(guard) => guard,
+                None => {
+                    tracing::debug!(listener = %cfg.id, %peer, limit, "refused by connection_limit");
+                    self.stats.error();
+                    return None;
+                }
+            },
+        };
         Some((routes, guard))
     }
 }

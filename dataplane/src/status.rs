@@ -99,6 +99,19 @@ impl StatsCounters {
         self.active_connections.fetch_add(1, Ordering::Relaxed);
         ActiveGuard(self.clone())
     }
+
+    /// Counts a new connection if fewer than `limit` are active; `None` (and
+    /// nothing counted) otherwise. Check and count are one atomic step, so
+    /// workers admitting connections at the same moment never exceed it.
+    pub(crate) fn open_within(self: &Arc<Self>, limit: u64) -> Option<ActiveGuard> {
+        self.active_connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        self.total_connections.fetch_add(1, Ordering::Relaxed);
+        Some(ActiveGuard(self.clone()))
+    }
 }
 
 /// Keeps a connection counted as active.

@@ -2,11 +2,13 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
 use fulcrum_dataplane::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A round-robin TCP pool `p` with `b` as its only member.
 fn one_member_pool(b: &TcpBackend) -> PoolConfig {
@@ -201,6 +203,39 @@ async fn allowed_cidrs_and_connection_limit() {
     })
     .await;
     assert_eq!(tcp_name(h.addr("limited")).await.as_deref(), Some("a"));
+}
+
+#[tokio::test]
+async fn connection_limit_holds_when_workers_admit_at_once() {
+    let h = Harness::with_workers(2);
+    let a = TcpBackend::start("a").await;
+    let mut limited = listener("limited", ListenerProtocol::Tcp, Some(one_member_pool(&a)));
+    limited.connection_limit = Some(5);
+    h.apply_ok(config(vec![limited])).await;
+    let addr = h.addr("limited");
+    // 40 clients at once, each keeping its connection open if served.
+    let tries: Vec<_> = (0..40)
+        .map(|_| {
+            tokio::spawn(async move {
+                let s = TcpStream::connect(addr).await.unwrap();
+                let mut r = tokio::io::BufReader::new(s);
+                let mut line = String::new();
+                let n = tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut line))
+                    .await
+                    .expect("no hang")
+                    .unwrap_or(0);
+                (n > 0).then_some(r)
+            })
+        })
+        .collect();
+    let mut served = Vec::new();
+    for t in tries {
+        served.extend(t.await.unwrap());
+    }
+    assert_eq!(served.len(), 5, "exactly the limit is served");
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 5);
+    let s = h.dp.stats()["limited"];
+    assert_eq!((s.active_connections, s.request_errors), (5, 35), "{s:?}");
 }
 
 #[tokio::test]
