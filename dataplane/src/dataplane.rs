@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, StatusCode};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -600,7 +601,7 @@ fn start_listener(
         let sockets = listener::bind_udp(addr, workers.count())?;
         let local_addr = sockets[0].local_addr().map_err(bind_error)?;
         let shared = new_shared(&cfg, pools, local_addr, stats, access_log.clone())?;
-        let sockets = register(workers, sockets, listener::tokio_udp).map_err(bind_error)?;
+        let sockets = register(workers, sockets, UdpSocket::from_std).map_err(bind_error)?;
         let tasks = sockets
             .into_iter()
             .enumerate()
@@ -624,7 +625,7 @@ fn start_listener(
                 })
                 .collect()
         } else {
-            register(workers, sockets, listener::tokio_tcp)
+            register(workers, sockets, TcpListener::from_std)
                 .map_err(bind_error)?
                 .into_iter()
                 .enumerate()

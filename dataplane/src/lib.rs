@@ -36,3 +36,4 @@ pub use dataplane::{ApplyResult, Dataplane, ListenerChange};
 pub use error::DataplaneError;
 pub use health::HealthEvent;
 pub use status::{ListenerStats, OperatingStatus};
+pub use workers::default_count as default_workers;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::{HeaderValue, StatusCode};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
 
 use crate::access_log::AccessLogSwitch;
 use crate::config::ListenerConfig;
@@ -118,76 +117,69 @@ fn socket_for(
 /// Binds `count` TCP listening sockets on `addr` with `IP_FREEBIND` (so the
 /// VIP need not be local yet), one per worker. More than one form an
 /// `SO_REUSEPORT` group, over which the kernel spreads new connections.
-///
-/// An address some other socket listens on is refused, even when that socket
-/// has `SO_REUSEPORT` too (it would otherwise silently join the group and take
-/// a share of the connections): a first socket without the option is bound to
-/// find out, then closed.
 pub(crate) fn bind_tcp(
     addr: SocketAddr,
     count: usize,
 ) -> Result<Vec<std::net::TcpListener>, DataplaneError> {
-    let bind = || -> std::io::Result<Vec<std::net::TcpListener>> {
-        let mut addr = addr;
-        let group = count > 1;
-        // Kept bound until the group listens, so a port 0 stays reserved. It
-        // does not stand in the group's way: it never listens, and it and the
-        // group's sockets all have SO_REUSEADDR (Linux refuses a second bind
-        // or a listen only next to a socket that listens).
-        let probe = if group {
-            let probe = socket_for(addr, Type::STREAM, Protocol::TCP, false)?;
-            addr = probe.local_addr()?.as_socket().unwrap_or(addr);
-            Some(probe)
-        } else {
-            None
-        };
-        let sockets = (0..count.max(1))
-            .map(|_| {
-                let socket = socket_for(addr, Type::STREAM, Protocol::TCP, group)?;
-                socket.listen(1024)?;
-                Ok(socket.into())
-            })
-            .collect();
-        drop(probe);
-        sockets
-    };
-    bind().map_err(|source| DataplaneError::Bind { addr, source })
+    // The probe is kept bound until the group listens, so a port 0 stays
+    // reserved. It does not stand in the group's way: it never listens, and it
+    // and the group's sockets all have SO_REUSEADDR (Linux refuses a second
+    // bind or a listen only next to a socket that listens).
+    bind_group(addr, count, Type::STREAM, Protocol::TCP, true, |socket| {
+        socket.listen(1024)?;
+        Ok(socket.into())
+    })
 }
 
 /// Binds `count` UDP sockets on `addr` with `IP_FREEBIND`, one per worker.
 /// More than one form an `SO_REUSEPORT` group: the kernel picks a socket by
 /// the datagram's addresses and ports, so a client's datagrams all reach the
 /// same one (and its flow).
-///
-/// As for TCP, an address another socket is bound to is refused, even when
-/// that socket has `SO_REUSEPORT`: a first socket without the option is bound
-/// to find out, and closed before the group binds (it would stand in the
-/// group's way). For a port 0 the group binds the port the probe was given;
-/// should another socket take it in between, the bind fails.
 pub(crate) fn bind_udp(
     addr: SocketAddr,
     count: usize,
 ) -> Result<Vec<std::net::UdpSocket>, DataplaneError> {
-    let bind = || -> std::io::Result<Vec<std::net::UdpSocket>> {
-        let mut addr = addr;
+    // The probe is closed before the group binds: a bound UDP socket without
+    // SO_REUSEPORT would stand in its way. For a port 0 the group binds the
+    // port the probe was given; should another socket take it in between, the
+    // bind fails.
+    bind_group(addr, count, Type::DGRAM, Protocol::UDP, false, |socket| {
+        Ok(socket.into())
+    })
+}
+
+/// Binds `count` sockets (at least one) on `addr`, each finished by `finish`;
+/// more than one with `SO_REUSEPORT`.
+///
+/// An address another socket is bound to (TCP: listens on) is refused, even
+/// when that socket has `SO_REUSEPORT` too: it would otherwise silently join
+/// the group and take a share of the traffic. A first socket without the
+/// option (the probe) is bound to find out; `hold_probe` keeps it bound until
+/// the group is finished.
+fn bind_group<T>(
+    addr: SocketAddr,
+    count: usize,
+    ty: Type,
+    proto: Protocol,
+    hold_probe: bool,
+    finish: impl Fn(Socket) -> std::io::Result<T>,
+) -> Result<Vec<T>, DataplaneError> {
+    let bind = || -> std::io::Result<Vec<T>> {
         let group = count > 1;
+        let mut at = addr;
+        let mut probe = None;
         if group {
-            let probe = socket_for(addr, Type::DGRAM, Protocol::UDP, false)?;
-            addr = probe.local_addr()?.as_socket().unwrap_or(addr);
+            let socket = socket_for(addr, ty, proto, false)?;
+            at = socket.local_addr()?.as_socket().unwrap_or(addr);
+            if hold_probe {
+                probe = Some(socket);
+            }
         }
-        (0..count.max(1))
-            .map(|_| socket_for(addr, Type::DGRAM, Protocol::UDP, group).map(Into::into))
-            .collect()
+        let sockets = (0..count.max(1))
+            .map(|_| finish(socket_for(at, ty, proto, group)?))
+            .collect();
+        drop(probe);
+        sockets
     };
     bind().map_err(|source| DataplaneError::Bind { addr, source })
-}
-
-/// Registers a listening socket with the runtime of the calling task.
-pub(crate) fn tokio_tcp(socket: std::net::TcpListener) -> std::io::Result<TcpListener> {
-    TcpListener::from_std(socket)
-}
-
-/// Registers a UDP socket with the runtime of the calling task.
-pub(crate) fn tokio_udp(socket: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
-    UdpSocket::from_std(socket)
 }

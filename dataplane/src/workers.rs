@@ -5,8 +5,8 @@
 //! kernel spreads new connections, and UDP clients, over them), and a
 //! connection (or UDP flow) lives on the worker that accepted it: its task,
 //! its timers and the member connections it opens stay on one thread, with no
-//! work stealing and no wake-ups handed across threads. Health monitors, the idle-connection reaper
-//! and `apply` itself run on the caller's runtime.
+//! work stealing and no wake-ups handed across threads. Health monitors, the
+//! idle-connection reaper and `apply` itself run on the caller's runtime.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -97,9 +97,9 @@ pub(crate) fn current() -> usize {
     INDEX.get()
 }
 
-/// The number of workers when none is asked for: one per core this process
-/// may run on.
-pub(crate) fn default_count() -> NonZeroUsize {
+/// The number of data plane worker threads when none is asked for: one per
+/// core this process may run on.
+pub fn default_count() -> NonZeroUsize {
     std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 

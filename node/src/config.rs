@@ -148,8 +148,8 @@ pub struct DataplaneSettings {
     /// logged with target `fulcrum::access` at INFO (default: off).
     #[serde(default)]
     pub access_log: bool,
-    /// Threads that carry traffic, each with its listener sockets (an
-    /// `SO_REUSEPORT` group per TCP/HTTP listener); default: one per core.
+    /// Threads that carry traffic, each with a socket of every listener (an
+    /// `SO_REUSEPORT` group per listener); default: one per core.
     #[serde(default)]
     pub workers: Option<usize>,
 }
@@ -162,9 +162,7 @@ impl DataplaneSettings {
     pub fn workers(&self) -> std::num::NonZeroUsize {
         self.workers
             .and_then(std::num::NonZeroUsize::new)
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
-            })
+            .unwrap_or_else(fulcrum_dataplane::default_workers)
     }
 }
 
