@@ -235,14 +235,16 @@ fn serve_connection(
         });
         let busy_on = activity.clone();
         let service = service_fn(move |req| handle(req, ctx.clone(), busy_on.busy()));
-        let io = TokioIo::new(Metered::new(
+        let io = TokioIo::new(Metered::http_client(
             stream,
-            Some(shared.stats.clone()),
-            Some(activity.clone()),
+            shared.stats.clone(),
+            activity.clone(),
         ));
-        // timeout_client_data: the connection closes once the client has sent
-        // nothing for that long while no request of it is in progress (HAProxy's
-        // `timeout client`; responses are written only while one is). One timer
+        // timeout_client_data: the connection closes once no request of it has
+        // been in progress for that long; bytes read do not restart the clock,
+        // so a request head must be whole by then (HAProxy's `timeout client`
+        // and `timeout http-request`; responses are written only while a
+        // request is in progress). One timer
         // per connection (hyper's header-read timeout armed one per request),
         // started once the connection first waits on its client (see `drive`).
         //
@@ -917,8 +919,8 @@ impl Tunnel {
             return;
         };
         let moved = Arc::new(Activity::new());
-        let mut client = Metered::new(TokioIo::new(client), None, Some(moved.clone()));
-        let mut member = Metered::new(TokioIo::new(member), None, Some(moved.clone()));
+        let mut client = Metered::tunnel(TokioIo::new(client), moved.clone());
+        let mut member = Metered::tunnel(TokioIo::new(member), moved.clone());
         tokio::select! {
             _ = tokio::io::copy_bidirectional(&mut client, &mut member) => {}
             _ = moved.idle(self.idle) => {

@@ -11,9 +11,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::status::StatsCounters;
 
-/// Last time bytes moved on a connection, in milliseconds since it opened,
-/// and how many requests on it wait for something other than the client
-/// (HTTP: a request is busy until its response has been sent).
+/// Last activity on a connection, in milliseconds since it opened (bytes
+/// moved, or for HTTP clients the end of a request), and how many requests on
+/// it wait for something other than the client (HTTP: a request is busy until
+/// its response has been sent).
 #[derive(Debug)]
 pub(crate) struct Activity {
     start: Instant,
@@ -139,19 +140,38 @@ impl Activity {
 pub(crate) struct Metered<S> {
     inner: S,
     stats: Option<Arc<StatsCounters>>,
-    activity: Option<Arc<Activity>>,
+    activity: Arc<Activity>,
+    /// Whether bytes read restart the idle clock (tunnels), or only the end
+    /// of a request does (HTTP clients, see [`Metered::http_client`]).
+    reads_are_activity: bool,
 }
 
 impl<S> Metered<S> {
-    pub(crate) fn new(
+    /// One side of a tunnel: bytes read either way are activity.
+    pub(crate) fn tunnel(inner: S, activity: Arc<Activity>) -> Self {
+        Self {
+            inner,
+            stats: None,
+            activity,
+            reads_are_activity: true,
+        }
+    }
+
+    /// An HTTP client connection, its bytes counted into `stats`. Bytes read
+    /// do not restart its idle clock: only the end of a request does (see
+    /// [`Busy`]), so a request head must be whole within the idle timeout of
+    /// the time the connection began to wait for it, however slowly its
+    /// bytes trickle in (a slow-headers client holds a connection no longer).
+    pub(crate) fn http_client(
         inner: S,
-        stats: Option<Arc<StatsCounters>>,
-        activity: Option<Arc<Activity>>,
+        stats: Arc<StatsCounters>,
+        activity: Arc<Activity>,
     ) -> Self {
         Self {
             inner,
-            stats,
+            stats: Some(stats),
             activity,
+            reads_are_activity: false,
         }
     }
 
@@ -165,15 +185,9 @@ impl<S> Metered<S> {
                 if let Some(s) = &self.stats {
                     s.bytes_out.fetch_add(*n as u64, Ordering::Relaxed);
                 }
-                if let Some(a) = &self.activity {
-                    a.write_went_through();
-                }
+                self.activity.write_went_through();
             }
-            Poll::Pending => {
-                if let Some(a) = &self.activity {
-                    a.write_blocked();
-                }
-            }
+            Poll::Pending => self.activity.write_blocked(),
             Poll::Ready(Err(_)) => {}
         }
     }
@@ -192,8 +206,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
             if let Some(s) = &self.stats {
                 s.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
             }
-            if let Some(a) = &self.activity {
-                a.touch();
+            if self.reads_are_activity {
+                self.activity.touch();
             }
         }
         res

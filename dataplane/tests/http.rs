@@ -410,6 +410,80 @@ async fn client_data_timeout_closes_idle_clients_but_not_waiting_ones() {
     );
 }
 
+/// Sends `whole` at once, then `trickled` a byte every `gap`, while reading
+/// until the proxy closes: how long that took (from the first byte sent)
+/// and what came back. Sending stops at the first failed write.
+async fn trickle(
+    addr: std::net::SocketAddr,
+    whole: &[u8],
+    trickled: &[u8],
+    gap: Duration,
+) -> (Duration, String) {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let start = std::time::Instant::now();
+    wr.write_all(whole).await.unwrap();
+    let trickled = trickled.to_vec();
+    let writer = tokio::spawn(async move {
+        for b in trickled {
+            tokio::time::sleep(gap).await;
+            if wr.write_all(&[b]).await.is_err() {
+                return;
+            }
+        }
+        // Keep the sending side open: the proxy is what closes.
+        std::future::pending::<()>().await;
+    });
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut out)).await;
+    writer.abort();
+    assert!(read.is_ok(), "the proxy closes the connection: {out:?}");
+    (start.elapsed(), String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `timeout_client_data` bounds how long a request head may take: bytes
+/// trickling in (each well within the timeout) do not keep a connection
+/// open, on its first request or on a later one. A body trickling in the
+/// same way is a request in progress and goes through.
+#[tokio::test]
+async fn a_head_trickled_in_is_closed_after_client_data() {
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    let timeout = Duration::from_millis(300);
+    let mut l = listener("l", ListenerProtocol::Http, Some(http_pool("p", &[&b])));
+    l.timeouts.client_data = timeout;
+    h.apply_ok(config(vec![l])).await;
+    let gap = Duration::from_millis(60);
+    let in_time = |took: Duration| took >= timeout - Duration::from_millis(5) && took < timeout * 5;
+    let slow_header = [b'a'; 80]; // 4.8 s of trickling at `gap`
+
+    let head: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let (took, out) = trickle(h.addr("l"), head, &slow_header, gap).await;
+    assert!(out.is_empty() && in_time(took), "{took:?} {out:?}");
+
+    // The second request's head: the clock starts at the first answer.
+    let first_then_head = [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], head].concat();
+    let (took, out) = trickle(h.addr("l"), &first_then_head, &slow_header, gap).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("\r\n\r\nb") && in_time(took),
+        "{took:?} {out:?}"
+    );
+    assert_eq!(b.requests.load(Ordering::SeqCst), 1);
+
+    // 8 body bytes over 480 ms, on a keep-alive connection: answered, then
+    // idle (the time counts from the answer).
+    let post: &[u8] = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n";
+    let (took, out) = trickle(h.addr("l"), post, b"trickled", gap).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("b:trickled"),
+        "{out:?}"
+    );
+    assert!(
+        took >= gap * 8 + timeout - Duration::from_millis(5),
+        "{took:?}"
+    );
+}
+
 /// HTTP/2 streams end in tasks of their own: the connection's idle timeout
 /// still starts once its last stream is done (and the client goes quiet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,16 +710,12 @@ async fn source_ip_persistence_on_an_http_listener() {
 }
 
 /// An address on 127.0.0.1 where nothing listens.
-async fn refused_addr() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    l.local_addr().unwrap()
-}
-
 #[tokio::test]
 async fn refused_member_is_retried_once_on_another() {
     let h = Harness::new();
     let live = HttpBackend::start("live").await;
-    let dead = refused_addr().await;
+    let (dead, _dead) = refusing_addr();
+    let (dead2, _dead2) = refusing_addr();
     let p = pool(
         "p",
         PoolProtocol::Http,
@@ -656,7 +726,7 @@ async fn refused_member_is_retried_once_on_another() {
         "d",
         PoolProtocol::Http,
         LbAlgorithm::RoundRobin,
-        vec![member("dead1", dead), member("dead2", refused_addr().await)],
+        vec![member("dead1", dead), member("dead2", dead2)],
     );
     h.apply_ok(config(vec![
         listener("l", ListenerProtocol::Http, Some(p)),

@@ -115,10 +115,7 @@ async fn no_usable_member_closes_the_connection_and_counts_an_error() {
 async fn dead_member_is_retried_on_another() {
     let h = Harness::new();
     let a = TcpBackend::start("a").await;
-    let dead = {
-        let l = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-        l.local_addr().unwrap()
-    };
+    let (dead, _dead) = refusing_addr();
     let p = pool(
         "p",
         PoolProtocol::Tcp,

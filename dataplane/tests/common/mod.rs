@@ -137,8 +137,6 @@ impl Drop for TcpBackend {
     }
 }
 
-/// Connects through the proxy and returns the backend's name line, or
-/// `None` if the proxy closed the connection.
 /// A member whose every connection `serve` handles, on a task of its own.
 pub async fn member_serving<F, Fut>(serve: F) -> SocketAddr
 where
@@ -155,6 +153,17 @@ where
     addr
 }
 
+/// An address that refuses connections while the returned socket lives: it
+/// is bound there and never listens, so no other test can take the port
+/// meanwhile (as one could after a listener bound to find a free port closed).
+pub fn refusing_addr() -> (SocketAddr, tokio::net::TcpSocket) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::new(LOCALHOST, 0)).unwrap();
+    (s.local_addr().unwrap(), s)
+}
+
+/// Connects through the proxy and returns the backend's name line, or
+/// `None` if the proxy closed the connection.
 pub async fn tcp_name(addr: SocketAddr) -> Option<String> {
     let s = TcpStream::connect(addr).await.ok()?;
     let mut r = BufReader::new(s);
