@@ -142,6 +142,14 @@ pub(crate) async fn serve(
 /// How many waiting connections one wake-up of an HTTP listener accepts at most.
 const ACCEPT_BATCH: usize = 16;
 
+/// The largest HTTP/1 message head (start line and headers) taken from a
+/// client (else 431) or a member (else 502): what a connection may make the
+/// proxy buffer before its message starts, instead of hyper's ~400 KiB.
+/// Envoy's and AWS ALB's limit; HAProxy's is ~15 KiB (`tune.bufsize`),
+/// nginx's 8 KiB per line. (HTTP/2 clients keep hyper's 16 KiB header list:
+/// each of a connection's up to 200 streams may hold one.)
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 struct ConnCtx {
     shared: Arc<ListenerShared>,
     peer: SocketAddr,
@@ -266,6 +274,7 @@ fn serve_connection(
                     // No timer: the only HTTP/1 timeout hyper would run (the
                     // header read) is off; `idle` does that job.
                     let conn = pin!(http1::Builder::new()
+                        .max_header_size(MAX_HEAD_BYTES)
                         .keep_alive(true)
                         .half_close(true)
                         .header_read_timeout(None)

@@ -415,6 +415,7 @@ pub(crate) async fn connect(
             .map_err(ConnectError::ProxyHeader)?;
     }
     let (sender, conn) = http1::Builder::new()
+        .max_header_size(crate::http::MAX_HEAD_BYTES)
         .handshake(TokioIo::new(stream))
         .await?;
     tokio::spawn(async move {

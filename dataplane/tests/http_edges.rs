@@ -1014,23 +1014,33 @@ async fn bodiless_responses_keep_their_framing_headers() {
 
 // ---- 13. oversized heads ----
 
-/// A request head with more headers than the proxy parses gets 431 and
-/// never reaches the member; a member response with too many headers gets
-/// the client a 502.
+/// A header value of `kib` KiB.
+fn big_value(kib: usize) -> String {
+    "v".repeat(kib * 1024)
+}
+
+/// A request head with more headers than the proxy parses, or over 64 KiB,
+/// gets 431 and never reaches the member; a member response with too many
+/// headers or a head over 64 KiB gets the client a 502. A 60 KiB head goes
+/// through both ways.
 #[tokio::test]
 async fn oversized_heads_are_refused_on_either_side() {
     let h = Harness::new();
     let seen = Arc::new(AtomicUsize::new(0));
     let counted = seen.clone();
-    // Answers each request with 300 headers.
+    // Answers `/many` with 300 headers, `/KiB/N` with an N KiB header.
     let m = member_serving(move |mut s| {
         let counted = counted.clone();
         async move {
-            while read_head(&mut s).await.is_some() {
+            while let Some((head, _)) = read_head(&mut s).await {
                 counted.fetch_add(1, Ordering::SeqCst);
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
                 let mut answer = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
-                for i in 0..300 {
-                    answer.push_str(&format!("X-H{i}: v\r\n"));
+                match path.strip_prefix("/KiB/") {
+                    Some(n) => {
+                        answer.push_str(&format!("X-Big: {}\r\n", big_value(n.parse().unwrap())))
+                    }
+                    None => (0..300).for_each(|i| answer.push_str(&format!("X-H{i}: v\r\n"))),
                 }
                 answer.push_str("\r\nok");
                 if s.write_all(answer.as_bytes()).await.is_err() {
@@ -1042,22 +1052,49 @@ async fn oversized_heads_are_refused_on_either_side() {
     .await;
     h.apply_ok(config(vec![single("l", m)])).await;
 
-    let mut big = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    let mut many = String::from("GET /many HTTP/1.1\r\nHost: x\r\n");
     for i in 0..300 {
-        big.push_str(&format!("X-H{i}: v\r\n"));
+        many.push_str(&format!("X-H{i}: v\r\n"));
     }
-    big.push_str("\r\n");
-    let out = send_and_read_all(h.addr("l"), big.as_bytes()).await;
+    many.push_str("\r\n");
+    let out = send_and_read_all(h.addr("l"), many.as_bytes()).await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
+    // Over 64 KiB: 431, unless the proxy's close (with the rest of the head
+    // unread) resets the connection before the client reads it.
+    let big = format!(
+        "GET /KiB/1 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        big_value(70)
+    );
+    let mut s = TcpStream::connect(h.addr("l")).await.unwrap();
+    let _ = s.write_all(big.as_bytes()).await; // may meet the reset
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the connection");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("HTTP/1.1 431") || read.is_err() && out.is_empty(),
+        "{read:?} {out:?}"
+    );
     assert_eq!(seen.load(Ordering::SeqCst), 0);
 
-    let out = send_and_read_all(
-        h.addr("l"),
-        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(out.starts_with("HTTP/1.1 502"), "{out:?}");
+    let fits = format!(
+        "GET /KiB/60 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        big_value(60)
+    );
+    let out = send_and_read_all(h.addr("l"), fits.as_bytes()).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("ok"),
+        "{}",
+        &out[..100.min(out.len())]
+    );
     assert_eq!(seen.load(Ordering::SeqCst), 1);
+    for path in ["/many", "/KiB/70"] {
+        let get = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let out = send_and_read_all(h.addr("l"), get.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 502"), "{path}: {out:?}");
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
 }
 
 // ---- 14. a request framed twice ----
