@@ -32,8 +32,7 @@ use bytes::{Buf, Bytes};
 use socket2::{SockRef, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
-
-use crate::wait::maybe_timeout;
+use tokio::time::Instant;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -163,19 +162,27 @@ impl ClientStream {
     }
 
     /// Reads the connection's first bytes (waiting at most `timeout` for
-    /// them, zero = no limit) and tells which protocol it speaks; the bytes
-    /// are kept for the next reads. A client that closes before sending
-    /// anything is `Http1` (hyper then sees the end of the stream).
+    /// them in all, zero = no limit, however they trickle in) and tells which
+    /// protocol it speaks; the bytes are kept for the next reads. A client
+    /// that closes before sending anything is `Http1` (hyper then sees the
+    /// end of the stream).
     pub(crate) async fn sniff(&mut self, timeout: Duration) -> io::Result<ClientProtocol> {
         let mut seen = Vec::new();
+        // Set at the first wait (mostly there is none: no clock read then).
+        let mut deadline = None;
         let protocol = loop {
             match self.try_read_into(&mut seen) {
                 Ok(0) => break ClientProtocol::Http1,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    maybe_timeout(timeout, self.readable())
-                        .await
-                        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                    if timeout.is_zero() {
+                        self.readable().await?;
+                    } else {
+                        let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                        tokio::time::timeout_at(at, self.readable())
+                            .await
+                            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                    }
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -443,8 +443,9 @@ async fn trickle(
 
 /// `timeout_client_data` bounds how long a request head may take: bytes
 /// trickling in (each well within the timeout) do not keep a connection
-/// open, on its first request or on a later one. A body trickling in the
-/// same way is a request in progress and goes through.
+/// open, on its first request (HTTP/2 preface included) or on a later one.
+/// A body trickling in the same way is a request in progress and goes
+/// through.
 #[tokio::test]
 async fn a_head_trickled_in_is_closed_after_client_data() {
     let h = Harness::new();
@@ -459,6 +460,12 @@ async fn a_head_trickled_in_is_closed_after_client_data() {
 
     let head: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ";
     let (took, out) = trickle(h.addr("l"), head, &slow_header, gap).await;
+    assert!(out.is_empty() && in_time(took), "{took:?} {out:?}");
+
+    // The HTTP/2 preface, which the proxy waits for whole before it knows
+    // the protocol, trickled in (24 bytes: 2.4 s at 100 ms).
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let (took, out) = trickle(h.addr("l"), b"", preface, Duration::from_millis(100)).await;
     assert!(out.is_empty() && in_time(took), "{took:?} {out:?}");
 
     // The second request's head: the clock starts at the first answer.
