@@ -30,7 +30,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,10 +64,32 @@ type Body = Either<MemberBody, Full<Bytes>>;
 
 /// A response on its way to the client. Its request counts as busy (see
 /// [`Activity::busy`]) until hyper drops it, so the client's idle timeout
-/// does not run while the member thinks or the body streams.
+/// does not run while the member thinks or the body streams, unless the
+/// client holds the body up that long (HTTP/1: a write to it blocks; HTTP/2:
+/// a piece waits for its flow-control window, see [`Busy::chunk_given`]).
 struct Answer {
     body: Body,
-    _busy: Busy,
+    busy: Busy,
+    /// HTTP/2: what is left of the body's last chunk, given to hyper at most
+    /// [`H2_PIECE`] at a time.
+    rest: Bytes,
+}
+
+/// The most an HTTP/2 response hands hyper at once (one frame's worth at
+/// the default frame size). hyper asks for more only once what it holds has
+/// gone out, so the wait for the client's window between two asks is that
+/// of one piece (a whole chunk from the member may be 100s of KiB, which a
+/// client reading slowly but steadily takes long to open the window for).
+const H2_PIECE: usize = 16 * 1024;
+
+impl Answer {
+    fn new(body: Body, busy: Busy) -> Self {
+        Self {
+            body,
+            busy,
+            rest: Bytes::new(),
+        }
+    }
 }
 
 impl hyper::body::Body for Answer {
@@ -75,18 +97,41 @@ impl hyper::body::Body for Answer {
     type Error = <Body as hyper::body::Body>::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = self.get_mut();
+        if !this.busy.is_stream() {
+            return Pin::new(&mut this.body).poll_frame(cx);
+        }
+        this.busy.body_polled();
+        if this.rest.is_empty() {
+            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.rest = data,
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                end_or_error => return Poll::Ready(end_or_error),
+            }
+        }
+        let piece = this.rest.split_to(this.rest.len().min(H2_PIECE));
+        this.busy.chunk_given();
+        Poll::Ready(Some(Ok(Frame::data(piece))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let body = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(body.lower() + rest);
+        if let Some(upper) = body.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -242,7 +287,14 @@ fn serve_connection(
             member_wait: matches!(protocol, ClientProtocol::Http1).then(ReusedTimer::default),
         });
         let busy_on = activity.clone();
-        let service = service_fn(move |req| handle(req, ctx.clone(), busy_on.busy()));
+        let streams = matches!(protocol, ClientProtocol::Http2);
+        let service = service_fn(move |req| {
+            let busy = match streams {
+                true => busy_on.busy_stream(),
+                false => busy_on.busy(),
+            };
+            handle(req, ctx.clone(), busy)
+        });
         let io = TokioIo::new(Metered::http_client(
             stream,
             shared.stats.clone(),
@@ -523,7 +575,7 @@ fn handle(
         if let Some(log) = log {
             log.finish_with(&resp);
         }
-        Ok(resp.map(|body| Answer { body, _busy: busy }))
+        Ok(resp.map(|body| Answer::new(body, busy)))
     }
 }
 /// The proxy's own answer to a request it does not forward.

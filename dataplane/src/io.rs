@@ -3,7 +3,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -23,17 +23,49 @@ pub(crate) struct Activity {
     /// Since when (milliseconds since `start`, plus one; zero: not) a write
     /// to this side has been waiting for the peer to read.
     write_blocked: AtomicU64,
+    /// HTTP/2: the response bodies being sent, each with since when (as in
+    /// `write_blocked`) it has waited for the client's flow-control window.
+    streams: Mutex<Vec<Weak<AtomicU64>>>,
 }
 
 /// A request in progress on a connection (see [`Activity::busy`]).
 #[derive(Debug)]
-pub(crate) struct Busy(Arc<Activity>);
+pub(crate) struct Busy {
+    activity: Arc<Activity>,
+    /// HTTP/2: this stream's entry in `Activity::streams`.
+    stream: Option<Arc<AtomicU64>>,
+}
+
+impl Busy {
+    /// Whether this is an HTTP/2 stream's (see [`Activity::busy_stream`]).
+    pub(crate) fn is_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The response body is asked for its next frame: hyper has passed on
+    /// what the body gave it before.
+    pub(crate) fn body_polled(&self) {
+        if let Some(s) = &self.stream {
+            s.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The response body gave hyper a chunk of data. On HTTP/2, hyper holds
+    /// it, without asking for more, until the client's flow-control window
+    /// lets it go: a client that never opens the window makes it wait
+    /// until [`Activity::idle`] notices.
+    pub(crate) fn chunk_given(&self) {
+        if let Some(s) = &self.stream {
+            s.store(self.activity.elapsed_ms() + 1, Ordering::Relaxed);
+        }
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
         // The client's idle time starts when the response is done.
-        self.0.touch();
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.activity.touch();
+        self.activity.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -44,6 +76,7 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             write_blocked: AtomicU64::new(0),
+            streams: Mutex::new(Vec::new()),
         }
     }
 
@@ -51,7 +84,42 @@ impl Activity {
     /// meanwhile [`Self::idle`] does not complete.
     pub(crate) fn busy(self: &Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::Relaxed);
-        Busy(self.clone())
+        Busy {
+            activity: self.clone(),
+            stream: None,
+        }
+    }
+
+    /// [`Self::busy`] for an HTTP/2 stream, whose response body also tells
+    /// how long it has waited for the client's flow-control window (see
+    /// [`Busy::chunk_given`]).
+    pub(crate) fn busy_stream(self: &Arc<Self>) -> Busy {
+        let stream = Arc::new(AtomicU64::new(0));
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if streams.len() == streams.capacity() {
+            streams.retain(|s| s.strong_count() > 0);
+        }
+        streams.push(Arc::downgrade(&stream));
+        drop(streams);
+        let mut busy = self.busy();
+        busy.stream = Some(stream);
+        busy
+    }
+
+    /// Since when (milliseconds since `start`) the oldest write to this side
+    /// that still waits has waited for the peer: a blocked socket write, or
+    /// an HTTP/2 response chunk held for want of flow-control window.
+    fn waiting_since(&self) -> Option<u64> {
+        let socket = self.write_blocked.load(Ordering::Relaxed);
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let oldest = streams
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|s| s.load(Ordering::Relaxed))
+            .chain([socket])
+            .filter(|&since| since != 0)
+            .min()?;
+        Some(oldest - 1)
     }
 
     /// Records activity now (for callers that move data themselves).
@@ -95,7 +163,8 @@ impl Activity {
 
     /// Completes once nothing has moved for `idle` and no request is busy,
     /// or once a write has waited `idle` for the peer to read (a busy request
-    /// whose client stopped reading its response); never if `idle` is zero.
+    /// whose client stopped reading its response, or on HTTP/2 gives it no
+    /// flow-control window); never if `idle` is zero.
     /// One timer, re-armed only when it runs out.
     pub(crate) async fn idle(&self, idle: Duration) {
         if idle.is_zero() {
@@ -113,10 +182,10 @@ impl Activity {
             if self.busy.load(Ordering::Relaxed) > 0 {
                 // Busy requests answer to their own timeouts, unless their
                 // response cannot be written.
-                deadline_ms = match self.write_blocked.load(Ordering::Relaxed) {
-                    0 => now_ms + idle_ms,
-                    since => {
-                        let stuck_until = since - 1 + idle_ms;
+                deadline_ms = match self.waiting_since() {
+                    None => now_ms + idle_ms,
+                    Some(since) => {
+                        let stuck_until = since + idle_ms;
                         if now_ms >= stuck_until {
                             return;
                         }

@@ -530,6 +530,136 @@ async fn h2c_connections_close_after_client_data_once_idle() {
     );
 }
 
+/// An HTTP/2 client that never gives a response flow-control window holds
+/// it (and the member connection it streams from) no longer than
+/// `timeout_client_data`: then its connection is closed, as an HTTP/1 one
+/// whose client stops reading is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_stream_starved_of_window_closes_after_client_data() {
+    use http_body_util::Empty;
+    let h = Harness::new();
+    let b = HttpBackend::start("b").await;
+    let timeout = Duration::from_millis(300);
+    let mut l = listener("l", ListenerProtocol::Http, Some(http_pool("p", &[&b])));
+    l.timeouts.client_data = timeout;
+    h.apply_ok(config(vec![l])).await;
+    let tcp = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("http://x/")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    // The head is not flow-controlled; the one-byte body waits for window.
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let stalled_from = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the proxy closes a connection whose stream waits for window")
+        .unwrap()
+        .ok();
+    let took = stalled_from.elapsed();
+    assert!(
+        took >= timeout - Duration::from_millis(50) && took < timeout * 5,
+        "{took:?}"
+    );
+    drop(resp);
+}
+
+/// An HTTP/2 client that reads a large response slowly, but steadily, gets
+/// it whole, however long it takes in all: only a piece that waits for
+/// window for `timeout_client_data` ends the connection, not a member that
+/// pauses that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_slow_steady_reader_gets_the_whole_response() {
+    use http_body_util::{BodyExt, Empty};
+    const LEN: usize = 512 * 1024;
+    let h = Harness::new();
+    let m = member_serving(|mut s| async move {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n");
+        let _ = s.write_all(head.as_bytes()).await;
+        let _ = s.write_all(&vec![b'x'; LEN]).await;
+    })
+    .await;
+    let timeout = Duration::from_millis(300);
+    let p = pool(
+        "p",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("m", m)],
+    );
+    let mut l = listener("l", ListenerProtocol::Http, Some(p));
+    l.timeouts.client_data = timeout;
+    h.apply_ok(config(vec![l])).await;
+    let tcp = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(64 * 1024)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://x/")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let mut body = send.send_request(req).await.unwrap().into_body();
+    let start = std::time::Instant::now();
+    let mut got = 0;
+    while let Some(frame) = body.frame().await {
+        got += frame
+            .expect("the response goes on")
+            .into_data()
+            .map_or(0, |d| d.len());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(got, LEN);
+    assert!(start.elapsed() > timeout * 2, "{:?}", start.elapsed());
+
+    // A member that pauses longer than timeout_client_data mid-body: the
+    // wait is the member's (timeout_member_data), not the client's.
+    let pauses = trickling_member(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n",
+        &[b"one", b"two"],
+        timeout * 2,
+    )
+    .await;
+    let p = pool(
+        "p",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("m", pauses)],
+    );
+    let mut l = listener("l", ListenerProtocol::Http, Some(p));
+    l.timeouts.client_data = timeout;
+    h.apply_ok(config(vec![l])).await;
+    // A new connection: the last one has been idle too long by now.
+    let tcp = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://x/")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("the member's pauses are not the client's");
+    assert_eq!(&body.to_bytes()[..], b"onetwo");
+}
+
 /// A member that answers each connection's first request with `head`, then
 /// sends `chunks` with `gap` before each, then holds the connection open.
 async fn trickling_member(
