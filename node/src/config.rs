@@ -152,10 +152,19 @@ pub struct DataplaneSettings {
     /// `SO_REUSEPORT` group per listener); default: one per core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// The most concurrent connections (UDP: flows) a listener whose
+    /// `connection_limit` is -1 takes (Octavia's `[haproxy_amphora]
+    /// default_connection_limit`); default 50,000.
+    #[serde(default)]
+    pub default_connection_limit: Option<u32>,
 }
 
 /// The most data plane worker threads a node may ask for.
 pub const MAX_DATAPLANE_WORKERS: usize = 1024;
+
+/// What a listener's `connection_limit` of -1 stands for unless
+/// `[dataplane] default_connection_limit` says otherwise (Octavia's default).
+pub const DEFAULT_CONNECTION_LIMIT: u32 = 50_000;
 
 impl DataplaneSettings {
     /// The worker thread count to start: the configured one, or one per core.
@@ -163,6 +172,12 @@ impl DataplaneSettings {
         self.workers
             .and_then(std::num::NonZeroUsize::new)
             .unwrap_or_else(fulcrum_dataplane::default_workers)
+    }
+
+    /// The limit that listeners with `connection_limit` -1 get.
+    pub fn default_connection_limit(&self) -> u32 {
+        self.default_connection_limit
+            .unwrap_or(DEFAULT_CONNECTION_LIMIT)
     }
 }
 
@@ -317,6 +332,12 @@ impl NodeConfig {
                 ),
             ));
         }
+        if self.dataplane.default_connection_limit == Some(0) {
+            return Err(invalid(
+                "dataplane.default_connection_limit",
+                "must be 1 or more (leave it out for 50,000)",
+            ));
+        }
         let r = &self.raft;
         // A follower stands for election only after the leader's Raft lease
         // (election_timeout_max_ms) and then a random election timeout have passed without a
@@ -427,6 +448,32 @@ last = "127.0.10.250"
                 .expect_err(bad)
                 .to_string();
             assert!(err.contains("workers"), "'{err}' should name the key");
+        }
+    }
+
+    #[test]
+    fn default_connection_limit_is_octavias_unless_set() {
+        let dp = |extra: &str| parse(&format!("{GOOD}[dataplane]\n{extra}\n"));
+        assert_eq!(
+            parse(GOOD)
+                .unwrap()
+                .file
+                .dataplane
+                .default_connection_limit(),
+            50_000
+        );
+        let set = dp("default_connection_limit = 7").unwrap();
+        assert_eq!(set.file.dataplane.default_connection_limit(), 7);
+        for bad in [
+            "default_connection_limit = 0",
+            "default_connection_limit = -1",
+            "default_connection_limit = 4294967296",
+        ] {
+            let err = dp(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("default_connection_limit"),
+                "'{err}' should name the key"
+            );
         }
     }
 

@@ -74,10 +74,12 @@ fn replicated_everywhere(status: &fulcrum_raft::ClusterStatus, revision: u64) ->
 }
 
 /// Applies every new model revision to the data plane and confirms it.
+/// Listeners with `connection_limit` -1 get `default_connection_limit`.
 pub async fn run(
     raft: RaftNode<ModelApp>,
     dataplane: Dataplane,
     quota_defaults: Quota,
+    default_connection_limit: u32,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut applied = raft.applied_index();
@@ -86,7 +88,8 @@ pub async fn run(
     let mut errors: HashMap<String, String> = HashMap::new();
     loop {
         let revision = *applied.borrow_and_update();
-        let translated = raft.read_local(|app| translate::translate(&app.state));
+        let translated =
+            raft.read_local(|app| translate::translate(&app.state, default_connection_limit));
         // Listeners that failed to start (e.g. a port in use) are retried on every pass.
         let retry = errors
             .values()

@@ -199,6 +199,7 @@ pub async fn run(config: Checked, outer_shutdown: watch::Receiver<bool>) -> anyh
             raft.clone(),
             dataplane.clone(),
             config.quota_defaults.clone(),
+            file.dataplane.default_connection_limit(),
             shutdown.clone(),
         )),
         tokio::spawn(reconcile::report_health(

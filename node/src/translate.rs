@@ -22,7 +22,8 @@
 //!   so the data plane stops new traffic to them but keeps their state;
 //! - only enabled L7 policies with at least one enabled rule are rendered, and only their
 //!   enabled rules ("a policy with zero rules or disabled is not rendered at all");
-//! - `connection_limit` -1 means unlimited (`None`); any other value is kept as is;
+//! - `connection_limit` -1 takes the node's default (Octavia's `default_connection_limit`,
+//!   50,000 unless the node config says otherwise); any other value is kept as is;
 //! - `insert_headers` X-Forwarded-For/-Port/-Proto are on when their value is `true`
 //!   (case-insensitive), as the amphora template checks; other keys are not rendered.
 
@@ -71,16 +72,18 @@ pub struct Note {
 /// every load balancer (every node pre-binds every listener on its VIP). What was left out is
 /// dropped here; use [`translate`] to report it.
 #[cfg_attr(not(test), allow(dead_code))] // the reconciler uses `translate`
-pub fn dataplane_config(state: &State) -> DataplaneConfig {
-    translate(state).config
+pub fn dataplane_config(state: &State, default_connection_limit: u32) -> DataplaneConfig {
+    translate(state, default_connection_limit).config
 }
 
 /// [`dataplane_config`] together with the listeners and parts that were left out, and why.
-pub fn translate(state: &State) -> Translated {
+/// Listeners with `connection_limit` -1 get `default_connection_limit` (Octavia's
+/// `[haproxy_amphora] default_connection_limit`).
+pub fn translate(state: &State, default_connection_limit: u32) -> Translated {
     let mut out = Translated::default();
     for listener in state.all::<Listener>() {
         let mut warnings = Vec::new();
-        match listener_config(state, listener, &mut warnings) {
+        match listener_config(state, listener, default_connection_limit, &mut warnings) {
             Ok(config) => {
                 out.config.listeners.push(config);
                 let mut seen = std::collections::BTreeSet::new();
@@ -125,6 +128,7 @@ fn port(value: i32) -> Option<u16> {
 fn listener_config(
     state: &State,
     l: &Listener,
+    default_connection_limit: u32,
     warnings: &mut Vec<String>,
 ) -> Result<ListenerConfig, String> {
     let protocol = match protocol(l.protocol) {
@@ -199,7 +203,9 @@ fn listener_config(
         port: bind_port,
         protocol,
         admin_state_up: l.admin_state_up && lb.admin_state_up,
-        connection_limit: u32::try_from(l.connection_limit).ok(),
+        connection_limit: Some(
+            u32::try_from(l.connection_limit).unwrap_or(default_connection_limit),
+        ),
         allowed_cidrs,
         timeouts: ListenerTimeouts {
             client_data: millis(l.timeout_client_data),
@@ -532,6 +538,9 @@ mod tests {
 
     use super::*;
 
+    /// Octavia's default for listeners with `connection_limit` -1.
+    const DEFAULT_LIMIT: u32 = crate::config::DEFAULT_CONNECTION_LIMIT;
+
     const PROJECT: &str = "project-1";
 
     // ---- model builders: full, valid objects with chosen ids ----
@@ -702,7 +711,7 @@ mod tests {
             ],
             vec![],
         ));
-        let t = translate(&state);
+        let t = translate(&state, DEFAULT_LIMIT);
         let got: Vec<(&str, ListenerProtocol, u16)> = t
             .config
             .listeners
@@ -729,7 +738,7 @@ mod tests {
         assert_eq!(t.skipped[0].listener_id, "l-term");
         assert!(t.skipped[0].reason.contains("TERMINATED_HTTPS"), "{t:#?}");
         assert!(t.warnings.is_empty(), "{t:#?}");
-        assert_eq!(dataplane_config(&state), t.config);
+        assert_eq!(dataplane_config(&state, DEFAULT_LIMIT), t.config);
     }
 
     #[test]
@@ -742,7 +751,7 @@ mod tests {
             ],
             ..Default::default()
         });
-        let got: Vec<(String, IpAddr)> = dataplane_config(&state)
+        let got: Vec<(String, IpAddr)> = dataplane_config(&state, DEFAULT_LIMIT)
             .listeners
             .iter()
             .map(|l| (l.id.clone(), l.vip))
@@ -768,7 +777,7 @@ mod tests {
             objects.loadbalancers[0].admin_state_up = lb_up;
             objects.listeners[0].admin_state_up = listener_up;
             let state = model(objects);
-            let t = translate(&state);
+            let t = translate(&state, DEFAULT_LIMIT);
             assert_eq!(
                 only_listener(&t).admin_state_up,
                 expected,
@@ -783,7 +792,7 @@ mod tests {
             vec![listener("l1", "lb1", Protocol::Tcp, 80)],
             vec![],
         ));
-        assert!(dataplane_config(&state).listeners[0].admin_state_up);
+        assert!(dataplane_config(&state, DEFAULT_LIMIT).listeners[0].admin_state_up);
         apply(
             &mut state,
             Op::UpdateLoadbalancer(UpdateLoadBalancerRequest {
@@ -795,7 +804,7 @@ mod tests {
                 unset: vec![],
             }),
         );
-        let config = dataplane_config(&state);
+        let config = dataplane_config(&state, DEFAULT_LIMIT);
         assert_eq!(config.listeners.len(), 1);
         assert!(!config.listeners[0].admin_state_up);
     }
@@ -813,10 +822,17 @@ mod tests {
             vec![l, listener("l2", "lb1", Protocol::Tcp, 81)],
             vec![],
         ));
-        let config = dataplane_config(&state);
+        let config = dataplane_config(&state, DEFAULT_LIMIT);
         let (l1, l2) = (&config.listeners[0], &config.listeners[1]);
         assert_eq!(l1.connection_limit, Some(100));
-        assert_eq!(l2.connection_limit, None, "-1 means unlimited");
+        assert_eq!(l2.connection_limit, Some(50_000), "-1: Octavia's default");
+        let lower = dataplane_config(&state, 7);
+        assert_eq!(lower.listeners[0].connection_limit, Some(100));
+        assert_eq!(
+            lower.listeners[1].connection_limit,
+            Some(7),
+            "-1: the node's default"
+        );
         assert_eq!(
             l1.allowed_cidrs,
             vec![
@@ -875,7 +891,7 @@ mod tests {
             let mut l = listener("l1", "lb1", Protocol::Http, 80);
             l.insert_headers = input.clone();
             let state = model(one_lb(vec![l], vec![]));
-            let t = translate(&state);
+            let t = translate(&state, DEFAULT_LIMIT);
             assert_eq!(only_listener(&t).insert_headers, expected, "{input:?}");
         }
     }
@@ -919,7 +935,7 @@ mod tests {
             healthmonitors: vec![hm],
             ..one_lb(vec![l], vec![p])
         });
-        let t = translate(&state);
+        let t = translate(&state, DEFAULT_LIMIT);
         assert!(t.warnings.is_empty() && t.skipped.is_empty(), "{t:#?}");
         let expected = PoolConfig {
             id: "p1".into(),
@@ -981,7 +997,7 @@ mod tests {
         let mut l2 = listener("l2", "lb1", Protocol::Udp, 54);
         l2.default_pool_id = "p2".into();
         let state = model(one_lb(vec![l, l2], vec![p, bad]));
-        let t = translate(&state);
+        let t = translate(&state, DEFAULT_LIMIT);
         let sp = |i: usize| {
             t.config.listeners[i]
                 .default_pool
@@ -1074,7 +1090,7 @@ mod tests {
             let mut p = pool("p1", "lb1", pp, algorithm);
             p.session_persistence = sp;
             let state = model(one_lb(vec![l], vec![p]));
-            let t = translate(&state);
+            let t = translate(&state, DEFAULT_LIMIT);
             let got = only_listener(&t)
                 .default_pool
                 .clone()
@@ -1099,7 +1115,7 @@ mod tests {
             healthmonitors: vec![monitor("hm1", "p1", HealthMonitorType::Tcp)],
             ..one_lb(vec![l], vec![p])
         });
-        let t = translate(&state);
+        let t = translate(&state, DEFAULT_LIMIT);
         let pool = only_listener(&t).default_pool.clone().unwrap();
         assert!(!pool.admin_state_up);
         assert_eq!(pool.members.len(), 1);
@@ -1174,7 +1190,7 @@ mod tests {
                     )],
                 )
             });
-            let t = translate(&state);
+            let t = translate(&state, DEFAULT_LIMIT);
             let pool = only_listener(&t).default_pool.clone().unwrap();
             assert_eq!(pool.members.len(), 1, "{kind:?}");
             assert_eq!(pool.health_monitor.map(|hm| hm.kind), expected, "{kind:?}");
@@ -1267,7 +1283,7 @@ mod tests {
 
     #[test]
     fn only_enabled_policies_with_enabled_rules_are_rendered_in_position_order() {
-        let t = translate(&policy_model());
+        let t = translate(&policy_model(), DEFAULT_LIMIT);
         assert!(t.warnings.is_empty() && t.skipped.is_empty(), "{t:#?}");
         let l = only_listener(&t);
         let got: Vec<(&str, u32)> = l
@@ -1306,7 +1322,7 @@ mod tests {
 
     #[test]
     fn every_policy_action() {
-        let t = translate(&policy_model());
+        let t = translate(&policy_model(), DEFAULT_LIMIT);
         let l = only_listener(&t);
         let action = |id: &str| &l.l7policies.iter().find(|p| p.id == id).unwrap().action;
         let L7Action::RedirectToPool(target) = action("pol-pool") else {
@@ -1353,7 +1369,7 @@ mod tests {
 
     #[test]
     fn rule_fields_map() {
-        let t = translate(&policy_model());
+        let t = translate(&policy_model(), DEFAULT_LIMIT);
         let rules: HashMap<String, L7RuleConfig> = only_listener(&t)
             .l7policies
             .iter()
@@ -1495,8 +1511,8 @@ mod tests {
             })
         };
         let (a, b) = (
-            dataplane_config(&build(false)),
-            dataplane_config(&build(true)),
+            dataplane_config(&build(false), DEFAULT_LIMIT),
+            dataplane_config(&build(true), DEFAULT_LIMIT),
         );
         assert_eq!(a, b);
         let ids: Vec<&str> = a.listeners[0]
@@ -1509,8 +1525,8 @@ mod tests {
             .collect();
         assert_eq!(ids, ["m1", "m2", "m3"]);
         assert_eq!(
-            dataplane_config(&forward),
-            dataplane_config(&policy_model())
+            dataplane_config(&forward, DEFAULT_LIMIT),
+            dataplane_config(&policy_model(), DEFAULT_LIMIT)
         );
     }
 }
