@@ -224,7 +224,7 @@ impl ConnCtx {
 
     fn private_conns(&self) -> &Arc<IdleConns> {
         // One stack: the connection and its member connections stay on one worker.
-        self.private.get_or_init(|| Arc::new(IdleConns::new(1)))
+        self.private.get_or_init(|| Arc::new(IdleConns::private()))
     }
 
     fn ends(&self) -> Ends {

@@ -59,6 +59,11 @@ use crate::wait::maybe_timeout;
 pub(crate) const MEMBER_IDLE: Duration = Duration::from_secs(30);
 /// Idle connections kept per member and worker; more are closed.
 const MAX_IDLE_PER_MEMBER: usize = 1024;
+/// Idle connections a client connection keeps of its own (PROXY pools, see
+/// [`IdleConns::private`]); more are closed. An HTTP/2 client's burst of
+/// streams needs as many member connections, but its connection keeps only
+/// a few of them once they are done.
+const MAX_PRIVATE_IDLE: usize = 8;
 
 /// The sending half of one member connection (request bodies are the client's).
 pub(crate) type Sender = SendRequest<RequestBody>;
@@ -84,6 +89,8 @@ pub(crate) struct Ends {
 #[derive(Debug)]
 pub(crate) struct IdleConns {
     stacks: Box<[Stack]>,
+    /// The most connections a stack keeps.
+    max: usize,
 }
 
 /// One worker's stack, under a lock of its own, on a cache line of its own
@@ -107,10 +114,21 @@ struct Idle {
 }
 
 impl IdleConns {
-    /// Empty stacks for `workers` workers (at least one).
+    /// A member's empty stacks, for `workers` workers (at least one).
     pub(crate) fn new(workers: usize) -> Self {
+        Self::with_max(workers, MAX_IDLE_PER_MEMBER)
+    }
+
+    /// The one empty stack of a client connection's own member connections
+    /// (ones that began with a PROXY header naming it), all on its worker.
+    pub(crate) fn private() -> Self {
+        Self::with_max(1, MAX_PRIVATE_IDLE)
+    }
+
+    fn with_max(workers: usize, max: usize) -> Self {
         Self {
             stacks: (0..workers.max(1)).map(|_| Stack::default()).collect(),
+            max,
         }
     }
 
@@ -169,7 +187,7 @@ impl IdleConns {
         while stack
             .front()
             .is_some_and(|c| c.sender.is_closed() || now.duration_since(c.since) >= MEMBER_IDLE)
-            || stack.len() >= MAX_IDLE_PER_MEMBER
+            || stack.len() >= self.max
         {
             stack.pop_front();
         }
@@ -775,6 +793,16 @@ mod tests {
         assert!(idle.pop(proxied).is_none());
         assert!(idle.pop(key).is_some());
         assert!(idle.pop(key).is_none());
+
+        // A client's private stack keeps a few (the newest, pushed last).
+        let private = IdleConns::private();
+        for _ in 0..MAX_PRIVATE_IDLE + 3 {
+            let c = connect(proxied, ends, Duration::from_secs(5))
+                .await
+                .unwrap();
+            private.push(c, proxied);
+        }
+        assert_eq!(private.own().len(), MAX_PRIVATE_IDLE);
         accept.abort();
     }
 }
