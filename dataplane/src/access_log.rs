@@ -102,6 +102,9 @@ pub(crate) enum Termination {
     ClientReset,
     /// The listener was stopped or removed while the UDP flow was open.
     ListenerStopped,
+    /// A UDP flow whose member had not answered yet, ended to make room for
+    /// a new one at the listener's connection limit.
+    Evicted,
     /// A local resource (e.g. a pipe, file descriptors) ran out (L4).
     ProxyError,
 }
@@ -124,6 +127,7 @@ impl Termination {
             Self::IdleTimeout => "idle_timeout",
             Self::ClientReset => "client_reset",
             Self::ListenerStopped => "listener_stopped",
+            Self::Evicted => "evicted",
             Self::ProxyError => "proxy_error",
         }
     }

@@ -56,6 +56,17 @@ impl ListenerShared {
     /// Decides whether a new connection from `peer` is served; returns the
     /// guard that keeps it counted as active.
     pub(crate) fn admit(&self, peer: SocketAddr) -> Option<(Arc<Routes>, ActiveGuard)> {
+        self.admit_making_room(peer, || false)
+    }
+
+    /// [`Self::admit`]; at the connection limit, `make_room` may end another
+    /// connection (dropping its guard; then it returns true) to let this one
+    /// in.
+    pub(crate) fn admit_making_room(
+        &self,
+        peer: SocketAddr,
+        make_room: impl FnOnce() -> bool,
+    ) -> Option<(Arc<Routes>, ActiveGuard)> {
         let routes = self.routes.load_full();
         let cfg = &routes.config;
         if !cfg.admin_state_up {
@@ -72,7 +83,11 @@ impl ListenerShared {
         }
         let guard = match cfg.connection_limit {
             None => self.stats.open(),
-            Some(limit) => match self.stats.open_within(u64::from(limit)) {
+            Some(limit) => match self.stats.open_within(u64::from(limit)).or_else(|| {
+                make_room()
+                    .then(|| self.stats.open_within(u64::from(limit)))
+                    .flatten()
+            }) {
                 Some(guard) => guard,
                 None => {
                     tracing::debug!(listener = %cfg.id, %peer, limit, "refused by connection_limit");

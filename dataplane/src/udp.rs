@@ -1,15 +1,17 @@
 //! The UDP proxy: one flow per client address, each with its own connected
 //! socket towards the member chosen when the flow started. A flow ends after
 //! `timeout_client_data` without datagrams in either direction (60 s when
-//! that timeout is zero).
+//! that timeout is zero). At the listener's connection limit, a new client's
+//! flow takes the place of the oldest flow whose member has not answered yet
+//! (a client that sent once, from a spoofed address maybe), as conntrack
+//! drops unreplied entries first; with none such, the new client is refused.
 //!
 //! Access logs: one record per flow, when it ends (idle, or the listener
 //! stopped), when switched on (see [`crate::access_log`]).
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,62 @@ struct Flow {
     /// Relays the member's datagrams back; holds the listening socket.
     /// `None` once taken to be waited for.
     task: Option<tokio::task::JoinHandle<()>>,
+    /// What the relay task and the table both know of the flow.
+    state: Arc<FlowState>,
+    /// Which flow of its client this is (see [`Started`]).
+    serial: u64,
+    /// Counts the flow as active until it leaves the table.
+    _guard: ActiveGuard,
+}
+
+#[derive(Debug, Default)]
+struct FlowState {
+    /// The member has sent a datagram back.
+    replied: AtomicBool,
+    /// Ended to make room (see [`evict_unreplied`]).
+    evicted: AtomicBool,
+}
+
+/// The flows of one listening socket in the order they started, to find the
+/// oldest unreplied one: entries for flows that have ended (or been followed
+/// by another flow of the same client, with another serial) or have been
+/// answered since are skipped, and dropped when they pile up.
+#[derive(Default)]
+struct Started {
+    order: VecDeque<(SocketAddr, u64)>,
+    next_serial: u64,
+}
+
+impl Started {
+    fn push(&mut self, peer: SocketAddr, flows: &HashMap<SocketAddr, Flow>) -> u64 {
+        if self.order.len() >= 2 * flows.len() + 64 {
+            self.order
+                .retain(|(p, serial)| flows.get(p).is_some_and(|f| unreplied(f, *serial)));
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.order.push_back((peer, serial));
+        serial
+    }
+}
+
+fn unreplied(flow: &Flow, serial: u64) -> bool {
+    flow.serial == serial && !flow.state.replied.load(Ordering::Relaxed)
+}
+
+/// Ends the oldest flow whose member has not answered yet, if there is one
+/// (dropping it releases its place at the connection limit at once).
+fn evict_unreplied(flows: &mut HashMap<SocketAddr, Flow>, started: &mut Started) -> bool {
+    while let Some((peer, serial)) = started.order.pop_front() {
+        if flows.get(&peer).is_some_and(|f| unreplied(f, serial)) {
+            if let Some(flow) = flows.remove(&peer) {
+                flow.state.evicted.store(true, Ordering::Relaxed);
+                tracing::debug!(%peer, "unreplied udp flow evicted at the connection limit");
+            }
+            return true;
+        }
+    }
+    false
 }
 
 impl Drop for Flow {
@@ -52,19 +110,23 @@ pub(crate) async fn serve(
 ) {
     let socket = Arc::new(socket);
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
-    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<SocketAddr>();
+    let mut started = Started::default();
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<(SocketAddr, u64)>();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 let Ok((n, peer)) = received else { continue };
-                let flow = match flows.entry(peer) {
-                    Entry::Occupied(o) => o.into_mut(),
-                    Entry::Vacant(v) => match start_flow(peer, &socket, &shared, ended_tx.clone()).await {
-                        Some(flow) => v.insert(flow),
-                        None => continue,
-                    },
-                };
+                if !flows.contains_key(&peer) {
+                    let admitted = shared.admit_making_room(peer, || evict_unreplied(&mut flows, &mut started));
+                    let Some(admitted) = admitted else { continue };
+                    let serial = started.push(peer, &flows);
+                    let Some(flow) = start_flow(peer, admitted, serial, &socket, &shared, ended_tx.clone()).await else {
+                        continue;
+                    };
+                    flows.insert(peer, flow);
+                }
+                let Some(flow) = flows.get_mut(&peer) else { continue };
                 shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 if let Some(c) = &flow.bytes_in {
                     c.fetch_add(n as u64, Ordering::Relaxed);
@@ -74,7 +136,11 @@ pub(crate) async fn serve(
                     tracing::debug!(%peer, error = %e, "udp send to member failed");
                 }
             }
-            Some(peer) = ended_rx.recv() => { flows.remove(&peer); }
+            Some((peer, serial)) = ended_rx.recv() => {
+                if flows.get(&peer).is_some_and(|f| f.serial == serial) {
+                    flows.remove(&peer);
+                }
+            }
             _ = stopped(&mut stop) => break,
         }
     }
@@ -91,11 +157,12 @@ pub(crate) async fn serve(
 
 async fn start_flow(
     peer: SocketAddr,
+    (routes, guard): (Arc<crate::listener::Routes>, ActiveGuard),
+    serial: u64,
     socket: &Arc<UdpSocket>,
     shared: &Arc<ListenerShared>,
-    ended: mpsc::UnboundedSender<SocketAddr>,
+    ended: mpsc::UnboundedSender<(SocketAddr, u64)>,
 ) -> Option<Flow> {
-    let (routes, guard) = shared.admit(peer)?;
     let bytes_in = shared.access_log.on().then(Arc::<AtomicU64>::default);
     let mut log = bytes_in
         .as_ref()
@@ -132,6 +199,7 @@ async fn start_flow(
         d => d,
     };
     let activity = Arc::new(Activity::new());
+    let state = Arc::new(FlowState::default());
     let task = tokio::spawn(relay_back(
         peer,
         upstream.clone(),
@@ -139,14 +207,52 @@ async fn start_flow(
         shared.clone(),
         activity.clone(),
         idle,
-        (guard, lease, pool, ended, log),
+        Held {
+            _lease: lease,
+            pool,
+            ended,
+            serial,
+            log: FlowLog {
+                log,
+                state: state.clone(),
+            },
+        },
     ));
     Some(Flow {
         upstream,
         activity,
         bytes_in,
         task: Some(task),
+        state,
+        serial,
+        _guard: guard,
     })
+}
+
+/// What a flow's relay task holds until the flow ends.
+struct Held {
+    /// Counts the flow on its member (least connections).
+    _lease: crate::pool::Lease,
+    pool: Arc<crate::pool::PoolRuntime>,
+    /// Where to say that the flow (`serial`) ended.
+    ended: mpsc::UnboundedSender<(SocketAddr, u64)>,
+    serial: u64,
+    log: FlowLog,
+}
+
+/// A flow's access log record, which says `evicted` if the flow was (its
+/// relay task is aborted then, and this dropped with it).
+struct FlowLog {
+    log: Option<Box<ConnLog>>,
+    state: Arc<FlowState>,
+}
+
+impl Drop for FlowLog {
+    fn drop(&mut self) {
+        if self.state.evicted.load(Ordering::Relaxed) {
+            note(&mut self.log, Termination::Evicted);
+        }
+    }
 }
 
 /// Datagrams a flow passes on per wake-up before it lets other tasks run.
@@ -204,15 +310,16 @@ async fn relay_back(
     shared: Arc<ListenerShared>,
     activity: Arc<Activity>,
     idle: Duration,
-    held: (
-        ActiveGuard,
-        crate::pool::Lease,
-        Arc<crate::pool::PoolRuntime>,
-        mpsc::UnboundedSender<SocketAddr>,
-        Option<Box<ConnLog>>,
-    ),
+    held: Held,
 ) {
-    let (_guard, _lease, pool, ended, mut log) = held;
+    let Held {
+        _lease,
+        pool,
+        ended,
+        serial,
+        log: mut flow_log,
+    } = held;
+    let log = &mut flow_log.log;
     loop {
         tokio::select! {
             readable = upstream.readable() => {
@@ -230,7 +337,8 @@ async fn relay_back(
                         break;
                     };
                     activity.touch_now();
-                    if let Some(log) = &mut log {
+                    flow_log.state.replied.store(true, Ordering::Relaxed);
+                    if let Some(log) = log {
                         log.member_sent(Instant::now());
                     }
                     let sent = match relayed {
@@ -240,7 +348,7 @@ async fn relay_back(
                     };
                     if sent {
                         shared.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                        if let Some(log) = &mut log {
+                        if let Some(log) = log {
                             log.add_bytes_out(n);
                         }
                     }
@@ -249,8 +357,8 @@ async fn relay_back(
             _ = activity.idle(idle) => break,
         }
     }
-    note(&mut log, Termination::IdleTimeout);
+    note(log, Termination::IdleTimeout);
     // SOURCE_IP persistence: the client's entry lives on from its last flow.
     pool.touch_source(peer);
-    let _ = ended.send(peer);
+    let _ = ended.send((peer, serial));
 }

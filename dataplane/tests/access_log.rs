@@ -378,3 +378,38 @@ async fn nothing_is_logged_when_switched_off() {
     assert_eq!(records("quiet-http").len(), 1);
     assert_eq!(records("quiet-tcp").len(), 1);
 }
+
+/// A UDP flow ended to make room at the connection limit is logged as
+/// `evicted`.
+#[tokio::test]
+async fn an_evicted_udp_flow_is_logged_as_such() {
+    install();
+    let h = Harness::new();
+    h.dp.set_access_log(true);
+    let silent = UdpSocket::bind((LOCALHOST, 0)).await.unwrap(); // never answers
+    let p = pool(
+        "ev",
+        PoolProtocol::Udp,
+        LbAlgorithm::RoundRobin,
+        vec![member("ev-m", silent.local_addr().unwrap())],
+    );
+    let mut l = listener("al-evict", ListenerProtocol::Udp, Some(p));
+    l.connection_limit = Some(1);
+    h.apply_ok(config(vec![l])).await;
+    let (first, second) = (
+        UdpSocket::bind((LOCALHOST, 0)).await.unwrap(),
+        UdpSocket::bind((LOCALHOST, 0)).await.unwrap(),
+    );
+    first.send_to(b"1", h.addr("al-evict")).await.unwrap();
+    wait_for("the first flow", Duration::from_secs(5), || async {
+        h.dp.stats()["al-evict"].active_connections == 1
+    })
+    .await;
+    second.send_to(b"2", h.addr("al-evict")).await.unwrap();
+    let r = nth_record("al-evict", 0).await;
+    let client = first.local_addr().unwrap().to_string();
+    assert_fields(
+        &r,
+        &[("client", client.as_str()), ("termination", "evicted")],
+    );
+}
