@@ -15,6 +15,7 @@
 //! * `REGEX` is an unanchored search.
 
 use http::{HeaderMap, HeaderName, Uri};
+use memchr::memmem;
 use regex::{Regex, RegexBuilder};
 
 use crate::config::{L7CompareType, L7PolicyConfig, L7RuleConfig, L7RuleType};
@@ -78,7 +79,8 @@ enum Matcher {
     Regex(Regex),
     StartsWith(String),
     EndsWith(String),
-    Contains(String),
+    /// The value, lowercased when the comparison ignores case.
+    Contains(Box<memmem::Finder<'static>>),
     EqualTo(String),
 }
 
@@ -106,7 +108,9 @@ impl Matcher {
             ),
             L7CompareType::StartsWith => Self::StartsWith(value),
             L7CompareType::EndsWith => Self::EndsWith(value),
-            L7CompareType::Contains => Self::Contains(value),
+            L7CompareType::Contains => {
+                Self::Contains(Box::new(memmem::Finder::new(value.as_bytes()).into_owned()))
+            }
             L7CompareType::EqualTo => Self::EqualTo(value),
         })
     }
@@ -125,7 +129,10 @@ impl Matcher {
             Self::StartsWith(v) => s.len() >= v.len() && eq(&s[..v.len()], v.as_bytes()),
             Self::EndsWith(v) => s.len() >= v.len() && eq(&s[s.len() - v.len()..], v.as_bytes()),
             Self::EqualTo(v) => eq(s, v.as_bytes()),
-            Self::Contains(v) => v.is_empty() || s.windows(v.len()).any(|w| eq(w, v.as_bytes())),
+            Self::Contains(f) if ci && s.iter().any(u8::is_ascii_uppercase) => {
+                f.find(&s.to_ascii_lowercase()).is_some()
+            }
+            Self::Contains(f) => f.find(s).is_some(),
         }
     }
 }
@@ -353,6 +360,13 @@ mod tests {
             L7CompareType::Contains,
             "AGI",
             "staging",
+            false
+        ));
+        assert!(check(
+            L7RuleType::HostName,
+            L7CompareType::Contains,
+            "agi",
+            "STAGING",
             false
         ));
         // Other types are case-sensitive.
