@@ -102,8 +102,9 @@ pub(crate) enum Termination {
     ClientReset,
     /// The listener was stopped or removed while the UDP flow was open.
     ListenerStopped,
-    /// A UDP flow whose member had not answered yet, ended to make room for
-    /// a new one at the listener's connection limit.
+    /// A UDP flow not yet settled (its member had not answered, or its client
+    /// sent nothing 2 s or more after it began), ended to make room for a new
+    /// one at the listener's connection limit.
     Evicted,
     /// A local resource (e.g. a pipe, file descriptors) ran out (L4).
     ProxyError,

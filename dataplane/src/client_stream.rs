@@ -32,7 +32,8 @@ use bytes::{Buf, Bytes};
 use socket2::{SockRef, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+
+use crate::wait::maybe_timeout;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -161,28 +162,30 @@ impl ClientStream {
         }
     }
 
-    /// Reads the connection's first bytes (waiting at most `timeout` for
-    /// them in all, zero = no limit, however they trickle in) and tells which
-    /// protocol it speaks; the bytes are kept for the next reads. A client
-    /// that closes before sending anything is `Http1` (hyper then sees the
-    /// end of the stream).
+    /// Reads the connection's first bytes and tells which protocol it
+    /// speaks; the bytes are kept for the next reads. A client that closes
+    /// before sending anything is `Http1` (hyper then sees the end of the
+    /// stream). The first wait for bytes takes at most `timeout` (zero: no
+    /// limit); each further one (the HTTP/2 preface coming in pieces) half
+    /// the one before, so that however the bytes trickle in, all the waits
+    /// take less than twice `timeout` (with no deadline kept: this is what a
+    /// connection that has sent nothing yet holds, and it stays small).
     pub(crate) async fn sniff(&mut self, timeout: Duration) -> io::Result<ClientProtocol> {
         let mut seen = Vec::new();
-        // Set at the first wait (mostly there is none: no clock read then).
-        let mut deadline = None;
+        let mut waits = 0u32;
         let protocol = loop {
             match self.try_read_into(&mut seen) {
                 Ok(0) => break ClientProtocol::Http1,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if timeout.is_zero() {
-                        self.readable().await?;
-                    } else {
-                        let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
-                        tokio::time::timeout_at(at, self.readable())
-                            .await
-                            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-                    }
+                    let wait = match timeout {
+                        t if t.is_zero() => t,
+                        t => (t / (1 << waits.min(20))).max(Duration::from_millis(1)),
+                    };
+                    waits += 1;
+                    maybe_timeout(wait, self.readable())
+                        .await
+                        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -29,7 +29,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ use crate::http_headers::{
     append_forwarded_for, remove_cookie, request_cookie, response_cookie, strip_hop_by_hop,
     upgrade_requested,
 };
-use crate::io::{Activity, Busy, Metered};
+use crate::io::{Activity, Busy, Metered, Waiting};
 use crate::l7::{self, RequestView};
 use crate::listener::{ListenerShared, RouteAction, Routes};
 use crate::member_pool::{self, Checkout, ConnKey, Ends, IdleConns, MemberBody, RequestBody};
@@ -65,14 +66,12 @@ type Body = Either<MemberBody, Full<Bytes>>;
 /// A response on its way to the client. Its request counts as busy (see
 /// [`Activity::busy`]) until hyper drops it, so the client's idle timeout
 /// does not run while the member thinks or the body streams, unless the
-/// client holds the body up that long (HTTP/1: a write to it blocks; HTTP/2:
-/// a piece waits for its flow-control window, see [`Busy::chunk_given`]).
-struct Answer {
-    body: Body,
-    busy: Busy,
-    /// HTTP/2: what is left of the body's last chunk, given to hyper at most
-    /// [`H2_PIECE`] at a time.
-    rest: Bytes,
+/// client holds the body up that long: on HTTP/1 a write to it blocks (then
+/// the connection ends, see `Metered`), on HTTP/2 a piece waits for its
+/// flow-control window (then the stream ends, see [`StreamResponse`]).
+enum Answer {
+    Whole { body: Body, _busy: Busy },
+    Pieces(Arc<StreamResponse>),
 }
 
 /// The most an HTTP/2 response hands hyper at once (one frame's worth at
@@ -82,12 +81,93 @@ struct Answer {
 /// client reading slowly but steadily takes long to open the window for).
 const H2_PIECE: usize = 16 * 1024;
 
+/// HTTP/2: a stream's response, given to hyper a piece at a time. While
+/// hyper waits for the client's window for a piece, it does not poll the
+/// response; the connection's idle watch ends it (the member connection
+/// closed, the request no longer busy, the stream reset when hyper next
+/// polls) once the piece has waited `timeout_client_data`. The connection's
+/// other streams go on.
+struct StreamResponse {
+    activity: Arc<Activity>,
+    /// When hyper was given the piece it holds ([`Activity::stamp`]); zero:
+    /// none.
+    given: AtomicU64,
+    /// `None` once cut.
+    held: Mutex<Option<Pieces>>,
+}
+
+struct Pieces {
+    body: Body,
+    /// What is left of the body's last chunk.
+    rest: Bytes,
+    _busy: Busy,
+}
+
+/// An HTTP/2 response cut for want of window (see [`StreamResponse`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the client gave the response no flow-control window for timeout_client_data")]
+struct WindowWaitedOut;
+
 impl Answer {
     fn new(body: Body, busy: Busy) -> Self {
-        Self {
-            body,
-            busy,
-            rest: Bytes::new(),
+        if !busy.is_stream() {
+            return Self::Whole { body, _busy: busy };
+        }
+        let activity = busy.activity().clone();
+        let stream = Arc::new(StreamResponse {
+            activity: activity.clone(),
+            given: AtomicU64::new(0),
+            held: Mutex::new(Some(Pieces {
+                body,
+                rest: Bytes::new(),
+                _busy: busy,
+            })),
+        });
+        let watched: Arc<dyn Waiting> = stream.clone();
+        activity.watch(Arc::downgrade(&watched));
+        Self::Pieces(stream)
+    }
+}
+
+impl StreamResponse {
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<Pieces>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn poll_piece(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, <Body as hyper::body::Body>::Error>>> {
+        self.given.store(0, Ordering::Relaxed);
+        let mut held = self.held();
+        let Some(p) = held.as_mut() else {
+            return Poll::Ready(Some(Err(Box::new(WindowWaitedOut))));
+        };
+        if p.rest.is_empty() {
+            match ready!(hyper::body::Body::poll_frame(Pin::new(&mut p.body), cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => p.rest = data,
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                end_or_error => return Poll::Ready(end_or_error),
+            }
+        }
+        let piece = p.rest.split_to(p.rest.len().min(H2_PIECE));
+        self.given.store(self.activity.stamp(), Ordering::Relaxed);
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+}
+
+impl Waiting for StreamResponse {
+    fn waiting_since(&self) -> u64 {
+        self.given.load(Ordering::Relaxed)
+    }
+
+    fn cut(&self) {
+        self.given.store(0, Ordering::Relaxed);
+        let cut = self.held().take();
+        if cut.is_some() {
+            tracing::debug!("HTTP/2 response waited timeout_client_data for window: stream ended");
         }
     }
 }
@@ -100,32 +180,32 @@ impl hyper::body::Body for Answer {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        if !this.busy.is_stream() {
-            return Pin::new(&mut this.body).poll_frame(cx);
+        match self.get_mut() {
+            Self::Whole { body, .. } => Pin::new(body).poll_frame(cx),
+            Self::Pieces(stream) => stream.poll_piece(cx),
         }
-        this.busy.body_polled();
-        if this.rest.is_empty() {
-            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => this.rest = data,
-                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
-                },
-                end_or_error => return Poll::Ready(end_or_error),
-            }
-        }
-        let piece = this.rest.split_to(this.rest.len().min(H2_PIECE));
-        this.busy.chunk_given();
-        Poll::Ready(Some(Ok(Frame::data(piece))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rest.is_empty() && self.body.is_end_stream()
+        match self {
+            Self::Whole { body, .. } => body.is_end_stream(),
+            Self::Pieces(stream) => stream
+                .held()
+                .as_ref()
+                .is_some_and(|p| p.rest.is_empty() && p.body.is_end_stream()),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        let body = self.body.size_hint();
-        let rest = self.rest.len() as u64;
+        let p = match self {
+            Self::Whole { body, .. } => return body.size_hint(),
+            Self::Pieces(stream) => stream.held(),
+        };
+        let Some(p) = p.as_ref() else {
+            return SizeHint::default();
+        };
+        let body = p.body.size_hint();
+        let rest = p.rest.len() as u64;
         let mut hint = SizeHint::new();
         hint.set_lower(body.lower() + rest);
         if let Some(upper) = body.upper() {
@@ -512,8 +592,18 @@ fn handle(
             let chosen_by_cookie =
                 matches!(persist, Persist::HttpCookie { matched: true }) && tried.len() == 1;
             let counted = log.as_ref().map(|l| l.bytes_in());
-            let (req, upload) =
-                member_request(req, &ctx, &routes, &lease, &persist, upgrade, counted);
+            let (req, upload) = member_request(
+                req,
+                &ctx,
+                &routes,
+                &lease,
+                &persist,
+                upgrade,
+                BodyWatch {
+                    counted,
+                    busy: &busy,
+                },
+            );
             // Taken and given back, not borrowed: a local borrowed anywhere is
             // kept in the future across every later await.
             let (req, again) =
@@ -874,6 +964,13 @@ fn unanswered(
     error(ctx, StatusCode::BAD_GATEWAY)
 }
 
+/// What follows a request body to the member: its byte count for the access
+/// log, and the client connection's busy guard (see [`RequestBody::new`]).
+struct BodyWatch<'a> {
+    counted: Option<Arc<AtomicU64>>,
+    busy: &'a Busy,
+}
+
 /// The client's request as it goes to a member: hop-by-hop headers out,
 /// `Host` kept (or taken from HTTP/2's `:authority`, else the member's
 /// address), the persistence cookie out, the listener's `insert_headers`
@@ -887,7 +984,7 @@ fn member_request(
     lease: &Lease,
     persist: &Persist<'_>,
     upgrade: bool,
-    counted: Option<Arc<std::sync::atomic::AtomicU64>>,
+    watch: BodyWatch<'_>,
 ) -> (Request<RequestBody>, Option<Arc<member_pool::Upload>>) {
     let (mut parts, body) = req.into_parts();
     // Host: keep the client's; h2 requests carry it as :authority.
@@ -949,7 +1046,7 @@ fn member_request(
             }
         }
     }
-    let body = RequestBody::new(body, counted, ctx.client_data);
+    let body = RequestBody::new(body, watch.counted, ctx.client_data, watch.busy);
     let upload = body.upload();
     if upload.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
         // A body of unknown length (HTTP/1 chunked, HTTP/2 without a length):

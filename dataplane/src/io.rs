@@ -23,41 +23,38 @@ pub(crate) struct Activity {
     /// Since when (milliseconds since `start`, plus one; zero: not) a write
     /// to this side has been waiting for the peer to read.
     write_blocked: AtomicU64,
-    /// HTTP/2: the response bodies being sent, each with since when (as in
-    /// `write_blocked`) it has waited for the client's flow-control window.
-    streams: Mutex<Vec<Weak<AtomicU64>>>,
+    /// HTTP/2: the responses being sent (see [`Waiting`]).
+    streams: Mutex<Vec<Weak<dyn Waiting>>>,
+}
+
+/// Something sent to the peer that may wait for it on its own, which the
+/// idle watch ends when it has waited too long (an HTTP/2 stream's response
+/// waiting for the client's flow-control window, while the connection's
+/// other streams go on).
+pub(crate) trait Waiting: Send + Sync {
+    /// Since when it has waited ([`Activity::stamp`] then; zero: it does not).
+    fn waiting_since(&self) -> u64;
+    /// Ends it: the peer has kept it waiting for the idle timeout.
+    fn cut(&self);
 }
 
 /// A request in progress on a connection (see [`Activity::busy`]).
 #[derive(Debug)]
 pub(crate) struct Busy {
     activity: Arc<Activity>,
-    /// HTTP/2: this stream's entry in `Activity::streams`.
-    stream: Option<Arc<AtomicU64>>,
+    /// An HTTP/2 stream's (see [`Activity::busy_stream`]).
+    stream: bool,
 }
 
 impl Busy {
-    /// Whether this is an HTTP/2 stream's (see [`Activity::busy_stream`]).
+    /// Whether this is an HTTP/2 stream's.
     pub(crate) fn is_stream(&self) -> bool {
-        self.stream.is_some()
+        self.stream
     }
 
-    /// The response body is asked for its next frame: hyper has passed on
-    /// what the body gave it before.
-    pub(crate) fn body_polled(&self) {
-        if let Some(s) = &self.stream {
-            s.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// The response body gave hyper a chunk of data. On HTTP/2, hyper holds
-    /// it, without asking for more, until the client's flow-control window
-    /// lets it go: a client that never opens the window makes it wait
-    /// until [`Activity::idle`] notices.
-    pub(crate) fn chunk_given(&self) {
-        if let Some(s) = &self.stream {
-            s.store(self.activity.elapsed_ms() + 1, Ordering::Relaxed);
-        }
+    /// The connection's activity.
+    pub(crate) fn activity(&self) -> &Arc<Activity> {
+        &self.activity
     }
 }
 
@@ -86,40 +83,54 @@ impl Activity {
         self.busy.fetch_add(1, Ordering::Relaxed);
         Busy {
             activity: self.clone(),
-            stream: None,
+            stream: false,
         }
     }
 
-    /// [`Self::busy`] for an HTTP/2 stream, whose response body also tells
-    /// how long it has waited for the client's flow-control window (see
-    /// [`Busy::chunk_given`]).
+    /// [`Self::busy`] for an HTTP/2 stream, whose response is watched on its
+    /// own (see [`Self::watch`]).
     pub(crate) fn busy_stream(self: &Arc<Self>) -> Busy {
-        let stream = Arc::new(AtomicU64::new(0));
+        let mut busy = self.busy();
+        busy.stream = true;
+        busy
+    }
+
+    /// Watches `it` until it is dropped: [`Self::idle`] cuts it once it has
+    /// waited for the idle timeout.
+    pub(crate) fn watch(&self, it: Weak<dyn Waiting>) {
         let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         if streams.len() == streams.capacity() {
             streams.retain(|s| s.strong_count() > 0);
         }
-        streams.push(Arc::downgrade(&stream));
-        drop(streams);
-        let mut busy = self.busy();
-        busy.stream = Some(stream);
-        busy
+        streams.push(it);
     }
 
-    /// Since when (milliseconds since `start`) the oldest write to this side
-    /// that still waits has waited for the peer: a blocked socket write, or
-    /// an HTTP/2 response chunk held for want of flow-control window.
-    fn waiting_since(&self) -> Option<u64> {
-        let socket = self.write_blocked.load(Ordering::Relaxed);
-        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        let oldest = streams
-            .iter()
-            .filter_map(Weak::upgrade)
-            .map(|s| s.load(Ordering::Relaxed))
-            .chain([socket])
-            .filter(|&since| since != 0)
-            .min()?;
-        Some(oldest - 1)
+    /// Now, as [`Waiting::waiting_since`] gives it.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.elapsed_ms() + 1
+    }
+
+    /// Cuts what has waited `idle_ms` by `now_ms` (see [`Waiting`]); the
+    /// earliest time another will have, if one waits.
+    fn cut_waited_out(&self, now_ms: u64, idle_ms: u64) -> Option<u64> {
+        let waiting: Vec<_> = {
+            let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            streams
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter(|s| s.waiting_since() != 0)
+                .collect()
+        };
+        let mut next = None;
+        for it in waiting {
+            let until = it.waiting_since() - 1 + idle_ms;
+            if now_ms >= until {
+                it.cut();
+            } else {
+                next = Some(next.map_or(until, |n: u64| n.min(until)));
+            }
+        }
+        next
     }
 
     /// Records activity now (for callers that move data themselves).
@@ -163,8 +174,9 @@ impl Activity {
 
     /// Completes once nothing has moved for `idle` and no request is busy,
     /// or once a write has waited `idle` for the peer to read (a busy request
-    /// whose client stopped reading its response, or on HTTP/2 gives it no
-    /// flow-control window); never if `idle` is zero.
+    /// whose client stopped reading its response); never if `idle` is zero.
+    /// Meanwhile it cuts what it watches (see [`Self::watch`]) once that has
+    /// waited `idle`.
     /// One timer, re-armed only when it runs out.
     pub(crate) async fn idle(&self, idle: Duration) {
         if idle.is_zero() {
@@ -181,17 +193,21 @@ impl Activity {
             let now_ms = self.elapsed_ms();
             if self.busy.load(Ordering::Relaxed) > 0 {
                 // Busy requests answer to their own timeouts, unless their
-                // response cannot be written.
-                deadline_ms = match self.waiting_since() {
-                    None => now_ms + idle_ms,
-                    Some(since) => {
-                        let stuck_until = since + idle_ms;
+                // response cannot be written: a socket write that waits ends
+                // the connection, an HTTP/2 response that waits its stream.
+                deadline_ms = match self.write_blocked.load(Ordering::Relaxed) {
+                    0 => now_ms + idle_ms,
+                    since => {
+                        let stuck_until = since - 1 + idle_ms;
                         if now_ms >= stuck_until {
                             return;
                         }
                         stuck_until
                     }
                 };
+                if let Some(next) = self.cut_waited_out(now_ms, idle_ms) {
+                    deadline_ms = deadline_ms.min(next);
+                }
             } else {
                 let last = self.last();
                 if now_ms >= last + idle_ms {

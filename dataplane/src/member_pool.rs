@@ -49,7 +49,7 @@ use tokio::net::TcpStream;
 use crate::access_log::{self, HttpLog, Termination};
 #[cfg(doc)]
 use crate::balancer::MemberState;
-use crate::io::Activity;
+use crate::io::{Activity, Busy};
 use crate::pool::Lease;
 use crate::proxy_protocol::ProxyVersion;
 use crate::status::StatsCounters;
@@ -461,6 +461,11 @@ pub(crate) struct RequestBody {
     counted: Option<Arc<AtomicU64>>,
     upload: Option<Arc<Upload>>,
     stall: Stall,
+    /// Keeps the client connection busy until the body has been read (its
+    /// end, or a failure): a member that answers before the upload ends does
+    /// not start the client's idle timeout while the upload goes on (its
+    /// stalls are `stall`'s to end).
+    client_busy: Option<Busy>,
 }
 
 /// How the upload of one request body is going, shared by the body, the wait
@@ -498,12 +503,14 @@ impl Upload {
 
 impl RequestBody {
     /// Wraps a client's request body; a body that is not empty gets an
-    /// [`Upload`] (returned by [`Self::upload`]). `client_data`: the longest
+    /// [`Upload`] (returned by [`Self::upload`]) and keeps the client
+    /// connection busy until read (from `busy`). `client_data`: the longest
     /// wait for the client's next bytes (zero: none).
     pub(crate) fn new(
         inner: Incoming,
         counted: Option<Arc<AtomicU64>>,
         client_data: Duration,
+        busy: &Busy,
     ) -> Self {
         let upload = (!inner.is_end_stream()).then(|| {
             Arc::new(Upload {
@@ -513,11 +520,13 @@ impl RequestBody {
                 client_stalled: AtomicBool::new(false),
             })
         });
+        let client_busy = upload.as_ref().map(|_| busy.activity().busy());
         Self {
             inner: Some(inner),
             counted,
             upload,
             stall: Stall::new(client_data),
+            client_busy,
         }
     }
 
@@ -528,6 +537,7 @@ impl RequestBody {
             counted: None,
             upload: None,
             stall: Stall::new(Duration::ZERO),
+            client_busy: None,
         }
     }
 
@@ -567,12 +577,16 @@ impl Body for RequestBody {
         }
         if let (Some(up), Poll::Ready(r)) = (&this.upload, &res) {
             up.progress.touch_now();
-            match r {
-                Some(Err(_)) => up.client_failed.store(true, Ordering::Release),
-                None => up.sent.store(true, Ordering::Release),
-                Some(Ok(_)) if inner.is_end_stream() => up.sent.store(true, Ordering::Release),
-                Some(Ok(_)) => {}
-            }
+            let ended = match r {
+                Some(Err(_)) => &up.client_failed,
+                None => &up.sent,
+                Some(Ok(_)) if inner.is_end_stream() => &up.sent,
+                Some(Ok(_)) => return res.map(|f| f.map(|r| r.map_err(Into::into))),
+            };
+            ended.store(true, Ordering::Release);
+            // Read to its end, or failed: the client connection waits on its
+            // client again (from now: dropping the guard records it).
+            this.client_busy = None;
         }
         res.map(|f| f.map(|r| r.map_err(Into::into)))
     }

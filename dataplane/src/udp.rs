@@ -2,9 +2,10 @@
 //! socket towards the member chosen when the flow started. A flow ends after
 //! `timeout_client_data` without datagrams in either direction (60 s when
 //! that timeout is zero). At the listener's connection limit, a new client's
-//! flow takes the place of the oldest flow whose member has not answered yet
-//! (a client that sent once, from a spoofed address maybe), as conntrack
-//! drops unreplied entries first; with none such, the new client is refused.
+//! flow takes the place of the oldest flow that has not settled (see
+//! [`Flow::settled`]: a client that sent once, from a spoofed address maybe,
+//! whether or not its member answered), as conntrack drops entries not yet
+//! ASSURED first; with none such, the new client is refused.
 //!
 //! Access logs: one record per flow, when it ends (idle, or the listener
 //! stopped), when switched on (see [`crate::access_log`]).
@@ -40,6 +41,12 @@ struct Flow {
     state: Arc<FlowState>,
     /// Which flow of its client this is (see [`Started`]).
     serial: u64,
+    /// When the flow began.
+    began: Instant,
+    /// The member has answered and the client still sent [`SETTLE_AFTER`]
+    /// after the flow began (conntrack's ASSURED for UDP): a flow in use,
+    /// which is not evicted to make room.
+    settled: bool,
     /// Counts the flow as active until it leaves the table.
     _guard: ActiveGuard,
 }
@@ -48,14 +55,18 @@ struct Flow {
 struct FlowState {
     /// The member has sent a datagram back.
     replied: AtomicBool,
-    /// Ended to make room (see [`evict_unreplied`]).
+    /// Ended to make room (see [`evict_unsettled`]).
     evicted: AtomicBool,
 }
 
+/// How long after it began a flow's client must still send, its member having
+/// answered, for the flow to settle (conntrack's 2 s for UDP streams).
+const SETTLE_AFTER: Duration = Duration::from_secs(2);
+
 /// The flows of one listening socket in the order they started, to find the
-/// oldest unreplied one: entries for flows that have ended (or been followed
-/// by another flow of the same client, with another serial) or have been
-/// answered since are skipped, and dropped when they pile up.
+/// oldest one not settled: entries for flows that have ended (or been
+/// followed by another flow of the same client, with another serial) or have
+/// settled since are skipped, and dropped when they pile up.
 #[derive(Default)]
 struct Started {
     order: VecDeque<(SocketAddr, u64)>,
@@ -66,7 +77,7 @@ impl Started {
     fn push(&mut self, peer: SocketAddr, flows: &HashMap<SocketAddr, Flow>) -> u64 {
         if self.order.len() >= 2 * flows.len() + 64 {
             self.order
-                .retain(|(p, serial)| flows.get(p).is_some_and(|f| unreplied(f, *serial)));
+                .retain(|(p, serial)| flows.get(p).is_some_and(|f| evictable(f, *serial)));
         }
         let serial = self.next_serial;
         self.next_serial += 1;
@@ -75,18 +86,18 @@ impl Started {
     }
 }
 
-fn unreplied(flow: &Flow, serial: u64) -> bool {
-    flow.serial == serial && !flow.state.replied.load(Ordering::Relaxed)
+fn evictable(flow: &Flow, serial: u64) -> bool {
+    flow.serial == serial && !flow.settled
 }
 
-/// Ends the oldest flow whose member has not answered yet, if there is one
-/// (dropping it releases its place at the connection limit at once).
-fn evict_unreplied(flows: &mut HashMap<SocketAddr, Flow>, started: &mut Started) -> bool {
+/// Ends the oldest flow not settled, if there is one (dropping it releases
+/// its place at the connection limit at once).
+fn evict_unsettled(flows: &mut HashMap<SocketAddr, Flow>, started: &mut Started) -> bool {
     while let Some((peer, serial)) = started.order.pop_front() {
-        if flows.get(&peer).is_some_and(|f| unreplied(f, serial)) {
+        if flows.get(&peer).is_some_and(|f| evictable(f, serial)) {
             if let Some(flow) = flows.remove(&peer) {
                 flow.state.evicted.store(true, Ordering::Relaxed);
-                tracing::debug!(%peer, "unreplied udp flow evicted at the connection limit");
+                tracing::debug!(%peer, "udp flow not settled evicted at the connection limit");
             }
             return true;
         }
@@ -118,7 +129,7 @@ pub(crate) async fn serve(
             received = socket.recv_from(&mut buf) => {
                 let Ok((n, peer)) = received else { continue };
                 if !flows.contains_key(&peer) {
-                    let admitted = shared.admit_making_room(peer, || evict_unreplied(&mut flows, &mut started));
+                    let admitted = shared.admit_making_room(peer, || evict_unsettled(&mut flows, &mut started));
                     let Some(admitted) = admitted else { continue };
                     let serial = started.push(peer, &flows);
                     let Some(flow) = start_flow(peer, admitted, serial, &socket, &shared, ended_tx.clone()).await else {
@@ -127,6 +138,9 @@ pub(crate) async fn serve(
                     flows.insert(peer, flow);
                 }
                 let Some(flow) = flows.get_mut(&peer) else { continue };
+                if !flow.settled && flow.state.replied.load(Ordering::Relaxed) {
+                    flow.settled = flow.began.elapsed() >= SETTLE_AFTER;
+                }
                 shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 if let Some(c) = &flow.bytes_in {
                     c.fetch_add(n as u64, Ordering::Relaxed);
@@ -225,6 +239,8 @@ async fn start_flow(
         task: Some(task),
         state,
         serial,
+        began: Instant::now(),
+        settled: false,
         _guard: guard,
     })
 }

@@ -463,10 +463,11 @@ async fn a_head_trickled_in_is_closed_after_client_data() {
     assert!(out.is_empty() && in_time(took), "{took:?} {out:?}");
 
     // The HTTP/2 preface, which the proxy waits for whole before it knows
-    // the protocol, trickled in (24 bytes: 2.4 s at 100 ms).
+    // the protocol, trickled in (24 bytes: 2.4 s at 100 ms): each wait for
+    // its next piece is half the one before, all less than twice the timeout.
     let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let (took, out) = trickle(h.addr("l"), b"", preface, Duration::from_millis(100)).await;
-    assert!(out.is_empty() && in_time(took), "{took:?} {out:?}");
+    assert!(out.is_empty() && took < timeout * 2, "{took:?} {out:?}");
 
     // The second request's head: the clock starts at the first answer.
     let first_then_head = [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], head].concat();
@@ -488,6 +489,91 @@ async fn a_head_trickled_in_is_closed_after_client_data() {
     assert!(
         took >= gap * 8 + timeout - Duration::from_millis(5),
         "{took:?}"
+    );
+}
+
+/// A member that answers before the upload ends: the client's idle timeout
+/// does not start while the body still comes (each byte well within it), and
+/// the connection serves its next request after.
+#[tokio::test]
+async fn an_upload_going_on_after_an_early_answer_keeps_its_connection() {
+    let h = Harness::new();
+    // Answers every request at once, then reads its 8-byte body.
+    let m = member_serving(|mut s| async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                continue;
+            };
+            let post = got.starts_with(b"POST");
+            got.drain(..end + 4);
+            let answer: &[u8] = match post {
+                true => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly",
+                false => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            };
+            if s.write_all(answer).await.is_err() {
+                return;
+            }
+            while post && got.len() < 8 {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            if post {
+                got.drain(..8);
+            }
+        }
+    })
+    .await;
+    let timeout = Duration::from_millis(300);
+    let p = pool(
+        "p",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("m", m)],
+    );
+    let mut l = listener("l", ListenerProtocol::Http, Some(p));
+    l.timeouts.client_data = timeout;
+    h.apply_ok(config(vec![l])).await;
+
+    let mut s = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"early") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "the early answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    // 8 body bytes over 800 ms, the answer long done.
+    for b in b"trickled" {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.write_all(&[*b]).await.unwrap();
+    }
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("answered, then closed")
+        .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.starts_with("HTTP/1.1 200") && rest.ends_with("ok"),
+        "{rest:?}"
     );
 }
 
@@ -530,45 +616,83 @@ async fn h2c_connections_close_after_client_data_once_idle() {
     );
 }
 
-/// An HTTP/2 client that never gives a response flow-control window holds
-/// it (and the member connection it streams from) no longer than
-/// `timeout_client_data`: then its connection is closed, as an HTTP/1 one
-/// whose client stops reading is.
+/// An HTTP/2 response the client gives no flow-control window ends once a
+/// piece of it has waited `timeout_client_data` (the member connection it
+/// streamed from closed, the stream reset), as HAProxy's `timeout client`
+/// ends such a stream; the connection and its other streams go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h2c_stream_starved_of_window_closes_after_client_data() {
-    use http_body_util::Empty;
+async fn h2c_stream_starved_of_window_ends_alone_after_client_data() {
+    use http_body_util::{BodyExt, Empty};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
     let h = Harness::new();
-    let b = HttpBackend::start("b").await;
+    let ended = Arc::new(AtomicUsize::new(0));
+    let counted = ended.clone();
+    // `/big` gets 64 KiB, anything else "ok"; counts connections that end.
+    let m = member_serving(move |mut s| {
+        let counted = counted.clone();
+        async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n @ 1..) = s.read(&mut buf).await {
+                let body = match buf[..n].starts_with(b"GET /big ") {
+                    true => vec![b'x'; 64 * 1024],
+                    false => b"ok".to_vec(),
+                };
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                if s.write_all(head.as_bytes()).await.is_err() || s.write_all(&body).await.is_err()
+                {
+                    break;
+                }
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await;
     let timeout = Duration::from_millis(300);
-    let mut l = listener("l", ListenerProtocol::Http, Some(http_pool("p", &[&b])));
+    let p = pool(
+        "p",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("m", m)],
+    );
+    let mut l = listener("l", ListenerProtocol::Http, Some(p));
     l.timeouts.client_data = timeout;
     h.apply_ok(config(vec![l])).await;
     let tcp = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
     let (mut send, conn) =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(0)
+            .initial_stream_window_size(1024)
             .handshake(hyper_util::rt::TokioIo::new(tcp))
             .await
             .unwrap();
-    let conn = tokio::spawn(conn);
-    let req = http::Request::get("http://x/")
-        .body(Empty::<bytes::Bytes>::new())
-        .unwrap();
-    // The head is not flow-controlled; the one-byte body waits for window.
-    let resp = send.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let stalled_from = std::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(5), conn)
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        http::Request::get(format!("http://x{path}"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    // The head is not flow-controlled; the body stops at the 1 KiB window.
+    let big = send.send_request(get("/big")).await.unwrap();
+    assert_eq!(big.status(), 200);
+    let starved_from = std::time::Instant::now();
+    wait_for(
+        "the member connection closed",
+        Duration::from_secs(5),
+        || async { ended.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+    let took = starved_from.elapsed();
+    assert!(took >= timeout - Duration::from_millis(50), "{took:?}");
+
+    // The connection goes on (a new member connection: the last one closed).
+    let small = send
+        .send_request(get("/small"))
         .await
-        .expect("the proxy closes a connection whose stream waits for window")
-        .unwrap()
-        .ok();
-    let took = stalled_from.elapsed();
-    assert!(
-        took >= timeout - Duration::from_millis(50) && took < timeout * 5,
-        "{took:?}"
-    );
-    drop(resp);
+        .expect("the connection goes on");
+    let body = small.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    // The starved stream was reset, short of its 64 KiB.
+    assert!(big.into_body().collect().await.is_err());
 }
 
 /// An HTTP/2 client that reads a large response slowly, but steadily, gets

@@ -333,30 +333,15 @@ async fn a_udp_port_moves_to_another_listener_while_flows_are_open() {
     }
 }
 
-/// A UDP member that answers `<payload>` only to datagrams that begin with
-/// `ping`, and never to others.
-async fn picky_udp_backend() -> SocketAddr {
-    let s = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-    let addr = s.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = s.recv_from(&mut buf).await {
-            if buf[..n].starts_with(b"ping") {
-                let _ = s.send_to(&buf[..n], from).await;
-            }
-        }
-    });
-    addr
-}
-
 /// At the connection limit, a new client's flow takes the place of the
-/// oldest flow whose member has not answered (a client that sent once, from
-/// a spoofed address maybe); flows that were answered are kept, and with
-/// only those the new client is refused.
+/// oldest flow that has not settled (clients that sent once or twice at
+/// once, from spoofed addresses maybe, even though their member answered); a
+/// flow whose client still sends 2 s after it began is kept, and with only
+/// such flows the new client is refused.
 #[tokio::test]
-async fn at_the_limit_unreplied_flows_make_room_for_new_clients() {
+async fn at_the_limit_flows_not_settled_make_room_for_new_clients() {
     let h = Harness::new();
-    let m = picky_udp_backend().await;
+    let m = udp_backend("m").await; // answers every datagram
     let p = pool(
         "p",
         PoolProtocol::Udp,
@@ -368,33 +353,42 @@ async fn at_the_limit_unreplied_flows_make_room_for_new_clients() {
     h.apply_ok(config(vec![l])).await;
     let vip = h.addr("u");
     let client = || async { UdpSocket::bind((LOCALHOST, 0)).await.unwrap() };
+    let settle = Duration::from_millis(2_100);
 
-    let answered = client().await;
-    assert_eq!(ask(&answered, vip, "ping a").await, "ping a");
-    let silent = [client().await, client().await];
-    for s in &silent {
-        s.send_to(b"spoof", vip).await.unwrap();
+    let steady = client().await;
+    assert_eq!(ask(&steady, vip, "a").await, "m:a");
+    tokio::time::sleep(settle).await;
+    assert_eq!(ask(&steady, vip, "b").await, "m:b", "settled now");
+    // One client asks once, one twice at once: neither has settled.
+    let once = [client().await, client().await];
+    for (i, c) in once.iter().enumerate() {
+        assert_eq!(
+            ask(c, vip, &format!("once {i}")).await,
+            format!("m:once {i}")
+        );
     }
-    wait_for("three flows", Duration::from_secs(5), || async {
-        h.dp.stats()["u"].active_connections == 3
-    })
-    .await;
+    assert_eq!(ask(&once[1], vip, "twice").await, "m:twice");
+    assert_eq!(h.dp.stats()["u"].active_connections, 3);
 
-    // Two new clients, each taking an unreplied flow's place.
+    // Two new clients, each taking the place of a one-datagram client.
     let newcomers = [client().await, client().await];
     for (i, c) in newcomers.iter().enumerate() {
-        assert_eq!(ask(c, vip, &format!("ping {i}")).await, format!("ping {i}"));
+        assert_eq!(ask(c, vip, &format!("new {i}")).await, format!("m:new {i}"));
     }
-    assert_eq!(ask(&answered, vip, "ping a").await, "ping a", "kept");
+    assert_eq!(ask(&steady, vip, "c").await, "m:c", "kept");
     let s = h.dp.stats()["u"];
     assert_eq!(
         (s.active_connections, s.total_connections, s.request_errors),
         (3, 5, 0)
     );
 
-    // Every flow answered: a further client is refused.
+    // Every flow settled: a further client is refused.
+    tokio::time::sleep(settle).await;
+    for c in &newcomers {
+        assert_eq!(ask(c, vip, "again").await, "m:again");
+    }
     let refused = client().await;
-    refused.send_to(b"ping r", vip).await.unwrap();
+    refused.send_to(b"r", vip).await.unwrap();
     let mut buf = [0u8; 64];
     let got = tokio::time::timeout(Duration::from_millis(300), refused.recv(&mut buf)).await;
     assert!(got.is_err(), "no flow, no answer: {got:?}");
