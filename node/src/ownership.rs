@@ -300,21 +300,22 @@ pub fn lease_valid(status: &ClusterStatus, lease: Duration) -> bool {
     let single_voter = status.voters.len() == 1 && status.voters.contains_key(&status.node_id);
     match status.role {
         Role::Leader if single_voter => true,
-        Role::Leader | Role::Follower | Role::Learner => {
-            status.lease_age.is_some_and(|age| age < lease)
-        }
+        Role::Leader | Role::Follower | Role::Learner => status
+            .lease_since
+            .is_some_and(|since| since.elapsed() < lease),
         Role::Candidate | Role::Shutdown => false,
     }
 }
 
-/// When the lease runs out if nothing renews it.
+/// When the lease runs out if nothing renews it: counted from the instant it started,
+/// never from now (a status read just before the process was frozen must not extend the
+/// lease past the freeze).
 fn lease_deadline(status: &ClusterStatus, valid: bool, lease: Duration) -> Instant {
-    let now = Instant::now();
-    match (valid, status.lease_age) {
-        (true, Some(age)) => now + lease.saturating_sub(age),
+    match (valid, status.lease_since) {
+        (true, Some(since)) => since + lease,
         // A single voter is its own quorum: it renews every pass.
-        (true, None) => now + lease,
-        (false, _) => now,
+        (true, None) => Instant::now() + lease,
+        (false, _) => Instant::now(),
     }
 }
 
@@ -648,6 +649,7 @@ mod tests {
             membership_committed: true,
             replication: Some(BTreeMap::new()),
             lease_age: Some(Duration::ZERO),
+            lease_since: Some(Instant::now()),
             lease_log_index: None,
         }
     }
@@ -658,19 +660,33 @@ mod tests {
         let mut status = new_leader_status();
         status.role = Role::Follower;
         status.leader_id = Some(1);
-        status.lease_age = Some(Duration::from_millis(30));
+        let ago = |ms| Instant::now().checked_sub(Duration::from_millis(ms));
+        status.lease_since = ago(30);
         status.lease_log_index = Some(10);
         status.last_applied = 10;
         assert!(lease_valid(&status, lease));
-        status.lease_age = Some(lease);
+        status.lease_since = ago(200);
         assert!(!lease_valid(&status, lease), "grant too old");
-        status.lease_age = None;
+        status.lease_since = None;
         status.lease_log_index = None;
         assert!(!lease_valid(&status, lease), "never granted");
         // The leader's lease is its quorum's acknowledgement alone.
         status.role = Role::Leader;
-        status.lease_age = Some(Duration::from_millis(30));
+        status.lease_since = ago(30);
         assert!(lease_valid(&status, lease));
+    }
+
+    /// A status read before a pause (a process frozen by SIGSTOP) and used after it gives
+    /// the deadline the lease had, not one extended by the pause.
+    #[test]
+    fn a_lease_deadline_counts_from_the_lease_not_from_when_it_is_computed() {
+        let lease = Duration::from_millis(200);
+        // Read 30 ms into the lease, used 250 ms later (and judged valid when read).
+        let mut status = new_leader_status();
+        status.lease_age = Some(Duration::from_millis(30));
+        status.lease_since = Instant::now().checked_sub(Duration::from_millis(280));
+        let deadline = lease_deadline(&status, true, lease);
+        assert!(deadline <= Instant::now(), "ran out during the pause");
     }
 
     #[test]

@@ -199,6 +199,11 @@ pub struct ClusterStatus {
     /// applied (so its state includes every decision the leader took before granting,
     /// committed then or not). `None` if never.
     pub lease_age: Option<Duration>,
+    /// The instant `lease_age` counts from. A deadline computed from it stays right however
+    /// late it is computed: one computed as "now + lease - `lease_age`" after a pause (a
+    /// process frozen by SIGSTOP between reading the status and using it) would extend a
+    /// lease that ran out meanwhile.
+    pub lease_since: Option<std::time::Instant>,
     /// On a follower or learner: the log index of that grant (at most `last_applied`).
     /// `None` on the leader.
     pub lease_log_index: Option<u64>,

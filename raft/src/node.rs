@@ -447,22 +447,23 @@ impl<A: App> RaftNode<A> {
                 })
                 .collect()
         });
-        let (lease_age, lease_log_index) = if role == Role::Leader {
-            let age = m
+        let (lease_since, lease_log_index) = if role == Role::Leader {
+            // The age and this instant are read together, so their difference is when.
+            let now = Instant::now();
+            let since = m
                 .last_quorum_acked
                 .as_ref()
-                .map(|t| openraft::Instant::elapsed(&**t));
-            (age, None)
+                .map(|t| openraft::Instant::elapsed(&**t))
+                .and_then(|age| now.checked_sub(age));
+            (since, None)
         } else {
             let applied = *self.inner.shared.applied_tx.borrow();
             let grant = m
                 .current_leader
                 .and_then(|l| self.inner.leases.grant_from(l, m.current_term, applied));
-            (
-                grant.map(|g| g.sent_at.elapsed()),
-                grant.map(|g| g.log_index),
-            )
+            (grant.map(|g| g.sent_at), grant.map(|g| g.log_index))
         };
+        let lease_age = lease_since.map(|t| t.elapsed());
         ClusterStatus {
             node_id: self.inner.id,
             role,
@@ -479,6 +480,7 @@ impl<A: App> RaftNode<A> {
                 == m.committed_membership_config.log_id(),
             replication,
             lease_age,
+            lease_since,
             lease_log_index,
         }
     }
