@@ -451,9 +451,7 @@ async fn a_head_trickled_in_is_closed_after_client_data() {
     let h = Harness::new();
     let b = HttpBackend::start("b").await;
     let timeout = Duration::from_millis(300);
-    let mut l = listener("l", ListenerProtocol::Http, Some(http_pool("p", &[&b])));
-    l.timeouts.client_data = timeout;
-    h.apply_ok(config(vec![l])).await;
+    one_member_listener(&h, b.addr, timeout).await;
     let gap = Duration::from_millis(60);
     let in_time = |took: Duration| took >= timeout - Duration::from_millis(5) && took < timeout * 5;
     let slow_header = [b'a'; 80]; // 4.8 s of trickling at `gap`
@@ -490,6 +488,46 @@ async fn a_head_trickled_in_is_closed_after_client_data() {
         took >= gap * 8 + timeout - Duration::from_millis(5),
         "{took:?}"
     );
+}
+
+/// Applies one HTTP listener `l` over the one member `m`, with
+/// `timeout_client_data` = `client_data`.
+async fn one_member_listener(h: &Harness, m: std::net::SocketAddr, client_data: Duration) {
+    let p = pool(
+        "p",
+        PoolProtocol::Http,
+        LbAlgorithm::RoundRobin,
+        vec![member("m", m)],
+    );
+    let mut l = listener("l", ListenerProtocol::Http, Some(p));
+    l.timeouts.client_data = client_data;
+    h.apply_ok(config(vec![l])).await;
+}
+
+/// An h2c connection to `addr` (its task spawned) with the given stream
+/// window (`None`: hyper's default); ends when the proxy closes it.
+async fn h2c_connect(
+    addr: std::net::SocketAddr,
+    window: Option<u32>,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut b = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    if let Some(w) = window {
+        b.initial_stream_window_size(w);
+    }
+    let (send, conn) = b
+        .handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// A bodiless GET of `path`, for [`h2c_connect`].
+fn h2c_get(path: &str) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    http::Request::get(format!("http://x{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap()
 }
 
 /// A member that answers before the upload ends: the client's idle timeout
@@ -532,15 +570,7 @@ async fn an_upload_going_on_after_an_early_answer_keeps_its_connection() {
     })
     .await;
     let timeout = Duration::from_millis(300);
-    let p = pool(
-        "p",
-        PoolProtocol::Http,
-        LbAlgorithm::RoundRobin,
-        vec![member("m", m)],
-    );
-    let mut l = listener("l", ListenerProtocol::Http, Some(p));
-    l.timeouts.client_data = timeout;
-    h.apply_ok(config(vec![l])).await;
+    one_member_listener(&h, m, timeout).await;
 
     let mut s = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
     s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
@@ -585,9 +615,7 @@ async fn h2c_connections_close_after_client_data_once_idle() {
     let h = Harness::new();
     let b = HttpBackend::start("b").await;
     let timeout = Duration::from_millis(300);
-    let mut l = listener("l", ListenerProtocol::Http, Some(http_pool("p", &[&b])));
-    l.timeouts.client_data = timeout;
-    h.apply_ok(config(vec![l])).await;
+    one_member_listener(&h, b.addr, timeout).await;
     let tcp = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -622,7 +650,7 @@ async fn h2c_connections_close_after_client_data_once_idle() {
 /// ends such a stream; the connection and its other streams go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_stream_starved_of_window_ends_alone_after_client_data() {
-    use http_body_util::{BodyExt, Empty};
+    use http_body_util::BodyExt;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
     let h = Harness::new();
@@ -649,30 +677,10 @@ async fn h2c_stream_starved_of_window_ends_alone_after_client_data() {
     })
     .await;
     let timeout = Duration::from_millis(300);
-    let p = pool(
-        "p",
-        PoolProtocol::Http,
-        LbAlgorithm::RoundRobin,
-        vec![member("m", m)],
-    );
-    let mut l = listener("l", ListenerProtocol::Http, Some(p));
-    l.timeouts.client_data = timeout;
-    h.apply_ok(config(vec![l])).await;
-    let tcp = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(1024)
-            .handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let get = |path: &str| {
-        http::Request::get(format!("http://x{path}"))
-            .body(Empty::<bytes::Bytes>::new())
-            .unwrap()
-    };
+    one_member_listener(&h, m, timeout).await;
+    let mut send = h2c_connect(h.addr("l"), Some(1024)).await;
     // The head is not flow-controlled; the body stops at the 1 KiB window.
-    let big = send.send_request(get("/big")).await.unwrap();
+    let big = send.send_request(h2c_get("/big")).await.unwrap();
     assert_eq!(big.status(), 200);
     let starved_from = std::time::Instant::now();
     wait_for(
@@ -686,7 +694,7 @@ async fn h2c_stream_starved_of_window_ends_alone_after_client_data() {
 
     // The connection goes on (a new member connection: the last one closed).
     let small = send
-        .send_request(get("/small"))
+        .send_request(h2c_get("/small"))
         .await
         .expect("the connection goes on");
     let body = small.into_body().collect().await.unwrap().to_bytes();
@@ -697,11 +705,11 @@ async fn h2c_stream_starved_of_window_ends_alone_after_client_data() {
 
 /// An HTTP/2 client that reads a large response slowly, but steadily, gets
 /// it whole, however long it takes in all: only a piece that waits for
-/// window for `timeout_client_data` ends the connection, not a member that
+/// window for `timeout_client_data` ends its stream, not a member that
 /// pauses that long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_slow_steady_reader_gets_the_whole_response() {
-    use http_body_util::{BodyExt, Empty};
+    use http_body_util::BodyExt;
     const LEN: usize = 512 * 1024;
     let h = Harness::new();
     let m = member_serving(|mut s| async move {
@@ -713,27 +721,9 @@ async fn h2c_slow_steady_reader_gets_the_whole_response() {
     })
     .await;
     let timeout = Duration::from_millis(300);
-    let p = pool(
-        "p",
-        PoolProtocol::Http,
-        LbAlgorithm::RoundRobin,
-        vec![member("m", m)],
-    );
-    let mut l = listener("l", ListenerProtocol::Http, Some(p));
-    l.timeouts.client_data = timeout;
-    h.apply_ok(config(vec![l])).await;
-    let tcp = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(64 * 1024)
-            .handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("http://x/")
-        .body(Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let mut body = send.send_request(req).await.unwrap().into_body();
+    one_member_listener(&h, m, timeout).await;
+    let mut send = h2c_connect(h.addr("l"), Some(64 * 1024)).await;
+    let mut body = send.send_request(h2c_get("/")).await.unwrap().into_body();
     let start = std::time::Instant::now();
     let mut got = 0;
     while let Some(frame) = body.frame().await {
@@ -754,28 +744,10 @@ async fn h2c_slow_steady_reader_gets_the_whole_response() {
         timeout * 2,
     )
     .await;
-    let p = pool(
-        "p",
-        PoolProtocol::Http,
-        LbAlgorithm::RoundRobin,
-        vec![member("m", pauses)],
-    );
-    let mut l = listener("l", ListenerProtocol::Http, Some(p));
-    l.timeouts.client_data = timeout;
-    h.apply_ok(config(vec![l])).await;
+    one_member_listener(&h, pauses, timeout).await;
     // A new connection: the last one has been idle too long by now.
-    let tcp = tokio::net::TcpStream::connect(h.addr("l")).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("http://x/")
-        .body(Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
+    let mut send = h2c_connect(h.addr("l"), None).await;
+    let resp = send.send_request(h2c_get("/")).await.unwrap();
     let body = resp
         .into_body()
         .collect()
