@@ -88,7 +88,6 @@ const H2_PIECE: usize = 16 * 1024;
 /// polls) once the piece has waited `timeout_client_data`. The connection's
 /// other streams go on.
 struct StreamResponse {
-    activity: Arc<Activity>,
     /// When hyper was given the piece it holds ([`Activity::stamp`]); zero:
     /// none.
     given: AtomicU64,
@@ -100,7 +99,8 @@ struct Pieces {
     body: Body,
     /// What is left of the body's last chunk.
     rest: Bytes,
-    _busy: Busy,
+    /// The request's, which also gives the connection's clock.
+    busy: Busy,
 }
 
 /// An HTTP/2 response cut for want of window (see [`StreamResponse`]).
@@ -115,12 +115,11 @@ impl Answer {
         }
         let activity = busy.activity().clone();
         let stream = Arc::new(StreamResponse {
-            activity: activity.clone(),
             given: AtomicU64::new(0),
             held: Mutex::new(Some(Pieces {
                 body,
                 rest: Bytes::new(),
-                _busy: busy,
+                busy,
             })),
         });
         let watched: Arc<dyn Waiting> = stream.clone();
@@ -153,7 +152,8 @@ impl StreamResponse {
             }
         }
         let piece = p.rest.split_to(p.rest.len().min(H2_PIECE));
-        self.given.store(self.activity.stamp(), Ordering::Relaxed);
+        self.given
+            .store(p.busy.activity().stamp(), Ordering::Relaxed);
         Poll::Ready(Some(Ok(Frame::data(piece))))
     }
 }
